@@ -1,0 +1,34 @@
+"""rnnkit: recurrent neural networks on PyTorch.
+
+Shape letters, used in every docstring and shape comment (batch first everywhere):
+    B batch, T time steps, D input features, H hidden units, G gates,
+    L layers, K directions (1 or 2), V vocabulary.
+"""
+
+from rnnkit.cells import GRUCell, LSTMCell, LSTMState, RecurrentCell, RNNCell, RNNState
+from rnnkit.errors import ConfigError, DataError, DTypeError, RnnkitError, ShapeError
+from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Recurrent, RNNOutput, Stacked
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Bidirectional",
+    "ConfigError",
+    "DTypeError",
+    "DataError",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "RNNCell",
+    "RNNOutput",
+    "RNNState",
+    "RecurrentCell",
+    "Recurrent",
+    "RnnkitError",
+    "ShapeError",
+    "Stacked",
+    "__version__",
+]

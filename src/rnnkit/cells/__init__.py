@@ -1,0 +1,9 @@
+"""Cells: one time step each, with torch.nn's parameter names and gate order."""
+
+from rnnkit.cells.base import LSTMState, RecurrentCell, RNNState
+from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.init import INITIALISERS
+from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.rnn import RNNCell
+
+__all__ = ["INITIALISERS", "GRUCell", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "RecurrentCell"]
