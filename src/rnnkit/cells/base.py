@@ -140,7 +140,9 @@ class RecurrentCell(nn.Module):
         p = self.recurrent_dropout
         if not (self.training and p):
             return None
-        keep = torch.empty(batch_size, self.hidden_size, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
+        keep = torch.empty(
+            batch_size, self.hidden_size, dtype=self.weight_hh.dtype, device=self.weight_hh.device
+        )
         return keep.bernoulli_(1 - p).div_(1 - p)
 
     def recurrence(
@@ -171,7 +173,13 @@ class RecurrentCell(nn.Module):
 
     def extra_repr(self) -> str:
         options = [f"{self.input_size}, {self.hidden_size}"]
-        defaults = {"bias": True, "layer_norm": False, "init": "default", "recurrent_dropout": 0.0,
-                    "zoneout": 0.0, "learn_initial_state": False}
+        defaults = {
+            "bias": True,
+            "layer_norm": False,
+            "init": "default",
+            "recurrent_dropout": 0.0,
+            "zoneout": 0.0,
+            "learn_initial_state": False,
+        }
         options += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
         return ", ".join(options)

@@ -28,7 +28,7 @@ _INTERNAL = re.compile(r"layers\.(\d+)\.(?:(forward|backward)_layer\.)?cell\.(.+
 
 
 def torch_name(internal: str) -> str:
-    """"layers.1.backward_layer.cell.weight_ih" -> "weight_ih_l1_reverse" (torch.nn's key)."""
+    """ "layers.1.backward_layer.cell.weight_ih" -> "weight_ih_l1_reverse" (torch.nn's key)."""
     layer, direction, name = _INTERNAL.fullmatch(internal).groups()
     return f"{name.replace('.', '_')}_l{layer}" + ("_reverse" if direction == "backward" else "")
 
@@ -66,11 +66,20 @@ class _TorchLikeRNN(nn.Module):
                 stacklevel=2,
             )
         K = 2 if bidirectional else 1
-        options = dict(layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                       bias=bias, init=init, learn_initial_state=learn_initial_state, **cell_options)
+        options = dict(
+            layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            bias=bias,
+            init=init,
+            learn_initial_state=learn_initial_state,
+            **cell_options,
+        )
         layers = []
         for i in range(num_layers):
-            layer = Recurrent(self.cell_class(input_size if i == 0 else K * hidden_size, hidden_size, **options))
+            layer = Recurrent(
+                self.cell_class(input_size if i == 0 else K * hidden_size, hidden_size, **options)
+            )
             layers.append(Bidirectional(layer) if bidirectional else layer)
         self.stack = Stacked(layers, dropout=dropout, residual=residual)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -122,8 +131,12 @@ class _TorchLikeRNN(nn.Module):
         return self._fused(x, state, lengths)
 
     def _fused(self, x: Tensor, state: NamedTuple, lengths: Tensor | None) -> RNNOutput:
-        weights = [w for cell in self.cells for w in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-                   if w is not None]
+        weights = [
+            w
+            for cell in self.cells
+            for w in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+            if w is not None
+        ]
         args = (weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
         if lengths is None:
             outputs, *final = self._kernel(x, self._hx(state), *args, True)
@@ -144,7 +157,9 @@ class _TorchLikeRNN(nn.Module):
         parts = [f"{self.input_size}, {self.hidden_size}"]
         if self.num_layers != 1:
             parts.append(f"num_layers={self.num_layers}")
-        parts += [f"{k}={v!r}" for k, v in (("bidirectional", self.bidirectional), ("dropout", self.dropout)) if v]
+        parts += [
+            f"{k}={v!r}" for k, v in (("bidirectional", self.bidirectional), ("dropout", self.dropout)) if v
+        ]
         parts += [o for o in cell.extra_repr().split(", ")[2:] if o]
         return ", ".join([*parts, f"path={self.path!r}"])
 
@@ -154,7 +169,9 @@ def _rename_to_torch(module: _TorchLikeRNN, state_dict: dict, prefix: str, local
         state_dict[prefix + torch_key] = state_dict.pop(f"{prefix}stack.{internal}")
 
 
-def _rename_from_torch(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+def _rename_from_torch(
+    module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
+) -> None:
     for torch_key, internal in module._torch_names.items():
         if prefix + torch_key in state_dict:
             state_dict[f"{prefix}stack.{internal}"] = state_dict.pop(prefix + torch_key)
@@ -171,10 +188,20 @@ class RNN(_TorchLikeRNN):
 
     cell_class = RNNCell
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, *, nonlinearity: str = "tanh", **options: Any) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
-                         nonlinearity=nonlinearity, **options)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        *,
+        nonlinearity: str = "tanh",
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity=nonlinearity, **options
+        )
         self.nonlinearity = nonlinearity
 
     @property

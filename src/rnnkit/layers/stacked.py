@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,7 +31,7 @@ class Stacked(nn.Module):
         super().__init__()
         if not layers:
             raise ConfigError("Stacked needs at least one layer")
-        for i, (below, above) in enumerate(zip(layers, layers[1:])):
+        for i, (below, above) in enumerate(itertools.pairwise(layers)):
             if below.output_size != above.input_size:
                 raise ConfigError(
                     f"layer {i} outputs {below.output_size} features but layer {i + 1} expects "

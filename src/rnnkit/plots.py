@@ -1,0 +1,64 @@
+"""Plots written as PNG files (matplotlib, Agg backend; install with ``pip install 'rnnkit[plots]'``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rnnkit.errors import RnnkitError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise RnnkitError("plots need matplotlib: pip install 'rnnkit[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str = "Loss") -> Path:
+    """One line per named curve (e.g. {"train": [...], "validation": [...]}) against the epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in history.items():
+        ax.plot(range(1, len(values) + 1), values, label=name)
+    ax.set(title=title, xlabel="epoch", ylabel="loss", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_predictions(
+    actual: Sequence[float],
+    predicted: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str = "Actual vs predicted",
+    x: Sequence[float] | None = None,
+    xlabel: str = "time step",
+) -> Path:
+    """The actual series and one line per named prediction (model, baselines) on the same axis."""
+    plt = _pyplot()
+    x = range(len(actual)) if x is None else x
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(x, actual, color="black", marker="o", markersize=3, label="actual")
+    for name, values in predicted.items():
+        ax.plot(x, values, marker=".", linestyle="--" if name != "model" else "-", label=name)
+    ax.set(title=title, xlabel=xlabel, ylabel="value")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
