@@ -41,7 +41,7 @@ class Bidirectional(nn.Module):
         if merge not in MERGES:
             raise unknown_name("merge mode", merge, MERGES)
         backward_cell = copy.deepcopy(layer.cell)
-        backward_cell.reset_parameters()
+        _reinitialise(backward_cell)
         self.forward_layer, self.backward_layer = layer, Recurrent(backward_cell, reverse=True)
         self.merge = merge
         self.input_size = layer.input_size
@@ -55,3 +55,12 @@ class Bidirectional(nn.Module):
 
     def extra_repr(self) -> str:
         return f"merge={self.merge!r}"
+
+
+def _reinitialise(module: nn.Module) -> None:
+    """New weights for a copied cell: its own reset_parameters, else each submodule's."""
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for child in module.children():
+        _reinitialise(child)

@@ -44,7 +44,8 @@ class Recurrent(nn.Module):
     The input projection of every step is one matrix product before the loop when the cell offers
     ``input_projection``/``recurrence`` (all built-in cells do); any other module that follows the
     cell contract ``forward(x_t (B, D), state) -> (y_t (B, H), state)`` with ``initial_state(B)``,
-    ``state_size`` and ``input_size`` is stepped as it is.
+    ``state_size``, ``input_size`` and ``state_type`` (the NamedTuple class of its state, fields
+    (B, H)) is stepped as it is.
 
     Args:
         cell: the cell to run.
@@ -64,15 +65,16 @@ class Recurrent(nn.Module):
         self.output_size = cell.state_size
 
     def forward(self, x: Tensor, state: NamedTuple | None = None, lengths=None) -> RNNOutput:
-        weight = next(self.cell.parameters())
-        x = check_input(x, self.input_size, weight.dtype)
+        weight = next((p for p in self.cell.parameters() if p.is_floating_point()), None)
+        dtype = x.dtype if weight is None else weight.dtype
+        x = check_input(x, self.input_size, dtype)
         B, T, _ = x.shape
         lengths = check_lengths(lengths, B, T)
         if state is None:
             state = self.cell.initial_state(B)
         else:
             shape = (1, B, self.output_size)
-            state = check_state(state, self.cell.state_type, shape, weight.dtype)
+            state = check_state(state, self.cell.state_type, shape, dtype)
             state = type(state)(*(f[0] for f in state))  # (B, H)
         if self.reverse:
             x = reverse_padded(x, lengths)
