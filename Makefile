@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rnnkit sine --out runs/sine
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -27,16 +27,6 @@ LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 CELL_CLASSES = {"rnn": rnnkit.RNNCell, "lstm": rnnkit.LSTMCell, "gru": rnnkit.GRUCell}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads; on a busy machine OpenMP barriers in LayerNorm cost
-    seconds per gradcheck. The old count is restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomise(module: nn.Module, scale: float = 0.5) -> nn.Module:
     """Every parameter to N(0, scale^2) (layer-norm gains to 1 + N(0, scale^2)), so none is trivial."""
     with torch.no_grad():

@@ -162,7 +162,12 @@ class RecurrentCell(nn.Module):
         return torch.lerp(new, old, keep)
 
     def forward(self, x: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
-        """x (B, D), state fields (B, H) or None -> (y (B, H), new state)."""
+        """x (B, D), state fields (B, H) or None -> (y (B, H), new state).
+
+        Each call draws its own recurrent-dropout mask. To keep one mask for a whole sequence when
+        stepping by hand, draw ``mask = cell.recurrent_dropout_mask(B)`` once and call
+        ``cell.recurrence(cell.input_projection(x_t), state, mask)`` at each step, as Recurrent does.
+        """
         x = check_input(x, self.input_size, self.weight_ih.dtype, step=True)
         B = x.shape[0]
         if state is None:
