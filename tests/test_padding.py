@@ -8,31 +8,19 @@ layer whose backward direction started from the padded end would break this.
 
 from __future__ import annotations
 
+import layer_factory
 import pytest
 import torch
+from layer_factory import KINDS, VARIANTS
 
 import rnnkit
 
 D, H, T = 3, 4, 5
 LENGTHS = [5, 3, 1, 4]
-KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-VARIANTS = ["fused", "cell", "layer_norm"]
 
 
 def make_layer(kind: str, variant: str, num_layers: int = 1, bidirectional: bool = False, **options):
-    """A float64 rnnkit layer; variant "fused" (the default path), "cell", or "layer_norm" (cell only)."""
-    torch.manual_seed(0)
-    if variant == "cell":
-        options["path"] = "cell"
-    elif variant == "layer_norm":
-        options["layer_norm"] = True
-    if kind.startswith("rnn"):
-        options["nonlinearity"] = kind.split("_")[1]
-    cls = {"rnn_tanh": rnnkit.RNN, "rnn_relu": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}[kind]
-    layer = cls(D, H, num_layers=num_layers, bidirectional=bidirectional, **options).double()
-    expected_path = "fused" if variant == "fused" else "cell"
-    assert layer.path == expected_path
-    return layer
+    return layer_factory.make_layer(kind, variant, D, H, num_layers, bidirectional=bidirectional, **options)
 
 
 def padded_input(lengths=LENGTHS, time=T, features=D, seed=1):

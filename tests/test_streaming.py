@@ -6,31 +6,20 @@ produced by torch.nn.LSTM/GRU/RNN continues identically in rnnkit's layer with t
 
 from __future__ import annotations
 
+import layer_factory
 import pytest
 import torch
+from layer_factory import KINDS, VARIANTS
 from torch import nn
 
 import rnnkit
 
 D, H, T = 3, 4, 12
 CHUNKS = [5, 4, 3]
-KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-VARIANTS = ["fused", "cell", "layer_norm"]
-LAYERS = {"rnn_tanh": rnnkit.RNN, "rnn_relu": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 
 
 def make_layer(kind: str, variant: str, num_layers: int = 1, **options):
-    """A float64 rnnkit layer; variant "fused" (the default path), "cell", or "layer_norm" (cell only)."""
-    torch.manual_seed(0)
-    if variant == "cell":
-        options["path"] = "cell"
-    elif variant == "layer_norm":
-        options["layer_norm"] = True
-    if kind.startswith("rnn"):
-        options["nonlinearity"] = kind.split("_")[1]
-    layer = LAYERS[kind](D, H, num_layers=num_layers, **options).double()
-    assert layer.path == ("fused" if variant == "fused" else "cell")
-    return layer
+    return layer_factory.make_layer(kind, variant, D, H, num_layers, **options)
 
 
 def stream(layer, x, chunks, state=None):
