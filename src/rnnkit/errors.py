@@ -32,3 +32,7 @@ def unknown_name(kind: str, got: str, valid: Iterable[str]) -> ConfigError:
     near = difflib.get_close_matches(str(got), valid, n=1)
     hint = f" Did you mean {near[0]!r}?" if near else ""
     return ConfigError(f"unknown {kind} {got!r}; expected one of {valid}.{hint}")
+
+
+class TrainingError(RnnkitError, RuntimeError):
+    """Training cannot go on as configured (a non-finite loss or gradient, a missing metric, ...)."""

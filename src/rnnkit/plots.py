@@ -19,13 +19,19 @@ def _pyplot():
     return plt
 
 
-def plot_loss_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str = "Loss") -> Path:
-    """One line per named curve (e.g. {"train": [...], "validation": [...]}) against the epoch."""
+def plot_loss_curves(
+    history: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str = "Loss",
+    x: Sequence[float] | None = None,
+    xlabel: str = "epoch",
+) -> Path:
+    """One line per named curve (e.g. {"train": [...], "validation": [...]}) against x (default 1, 2, ...)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in history.items():
-        ax.plot(range(1, len(values) + 1), values, label=name)
-    ax.set(title=title, xlabel="epoch", ylabel="loss", yscale="log")
+        ax.plot(range(1, len(values) + 1) if x is None else x, values, label=name, marker="." if x else None)
+    ax.set(title=title, xlabel=xlabel, ylabel="loss", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)

@@ -1,0 +1,141 @@
+"""Typed configs: pydantic models that refuse unknown keys, YAML files, and dotted overrides.
+
+    cfg = load_config(RunConfig, "configs/sine.yaml", ["train.lr=3e-4", "train.epochs=5"])
+
+Every failure is a ConfigError naming the key (``train.lr``), what it got, and for an unknown key
+the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+
+from rnnkit.errors import ConfigError
+
+
+class Config(pydantic.BaseModel):
+    """Base of every rnnkit config: unknown keys are an error, values are checked on assignment."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+C = TypeVar("C", bound=pydantic.BaseModel)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """"train.lr=3e-4" -> (["train", "lr"], 0.0003); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ConfigError(f"override {text!r} must look like key=value with a dotted key, e.g. train.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error.problem})") from None
+    return [p.strip() for p in parts], value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each "a.b.c=value" set; missing sections are created."""
+    result = _deep_copy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = result
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return result
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def validate(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
+    """cls(**data), with pydantic's errors turned into one ConfigError that names each key."""
+    try:
+        return cls.model_validate(dict(data))
+    except pydantic.ValidationError as error:
+        lines = [_describe(cls, e) for e in error.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_config(cls: type[C], path: str | Path, overrides: Iterable[str] = ()) -> C:
+    """Read YAML, apply dotted overrides, validate."""
+    return validate(cls, apply_overrides(read_yaml(path), overrides), source=str(path))
+
+
+def dump_yaml(config: pydantic.BaseModel, path: str | Path) -> Path:
+    """Write the resolved config (every default filled in) as YAML."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(cls, error["loc"][:-1])
+        near = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f"; did you mean {'.'.join([*loc[:-1], near[0]])!r}?" if near else f"; valid keys: {valid}"
+        return f"unknown key {key!r}{hint}"
+    if error["type"] == "missing":
+        return f"missing key {key!r}"
+    got = error.get("input")
+    return f"{key}: {error['msg']} (got {got!r})"
+
+
+def _fields_at(cls: type[pydantic.BaseModel], loc: tuple) -> list[str]:
+    """The valid keys of the config section at ``loc`` (following nested configs and tagged unions)."""
+    model: Any = cls
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part in fields:
+            model = _config_class(fields[part].annotation)
+        elif isinstance(model, dict) and part in model:  # a tagged union: the tag picks the class
+            model = model[part]
+        else:
+            return []
+    if isinstance(model, dict):
+        return sorted(model)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _config_class(annotation: Any) -> Any:
+    """The config class in an annotation, or {tag: class} for a union of configs."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    members = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)]
+    if len(members) == 1:
+        return members[0]
+    tags = {}
+    for member in members:
+        for name, field in member.model_fields.items():
+            if typing.get_origin(field.annotation) is typing.Literal and name in ("name", "kind", "task"):
+                tags[typing.get_args(field.annotation)[0]] = member
+    return tags or None
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}

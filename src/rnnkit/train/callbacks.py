@@ -1,0 +1,103 @@
+"""What a run shows and leaves behind: a progress bar, a CSV log, TensorBoard, a loss-curve PNG.
+
+A callback gets the trainer at each event and reads what it needs (``trainer.step``,
+``trainer.history``, ...). Only the process of rank 0 runs callbacks.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+from rnnkit import plots
+
+
+class Callback:
+    def on_train_start(self, trainer) -> None: ...
+    def on_step_end(self, trainer, loss: float, samples: int) -> None: ...
+    def on_evaluate(self, trainer, row: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, trainer) -> None: ...
+    def on_train_end(self, trainer) -> None: ...
+
+
+class ProgressBar(Callback):
+    """tqdm bar over optimiser steps with the loss, the last evaluation and samples per second."""
+
+    def on_train_start(self, trainer) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", dynamic_ncols=True)
+        self.samples, self.started, self.last = 0, time.perf_counter(), {}
+
+    def on_step_end(self, trainer, loss: float, samples: int) -> None:
+        self.samples += samples
+        rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(loss=f"{loss:.4g}", **self.last, samples_per_s=f"{rate:.0f}", refresh=False)
+        self.bar.update(1)
+
+    def on_evaluate(self, trainer, row: dict[str, Any]) -> None:
+        self.last = {k: f"{v:.4g}" for k, v in row.items() if k.startswith("val_")}
+
+    def on_train_end(self, trainer) -> None:
+        self.bar.close()
+
+
+class CSVLogger(Callback):
+    """``log.csv``: one row per evaluation, rewritten whole so a resumed run never repeats a row."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_evaluate(self, trainer, row: dict[str, Any]) -> None:
+        columns = list(dict.fromkeys(k for r in trainer.history for k in r))
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(trainer.history)
+
+
+class TensorBoard(Callback):
+    """Scalars of every evaluation, when the ``tensorboard`` package is installed."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+
+    def on_evaluate(self, trainer, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, row["step"])
+        self.writer.flush()
+
+    def on_train_end(self, trainer) -> None:
+        self.writer.close()
+
+
+class LossCurve(Callback):
+    """``loss.png``: training and validation loss against the optimiser step, at each epoch end."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer) -> None:
+        rows = [r for r in trainer.history if "train_loss" in r]
+        if rows:
+            curves = {k: [r.get(k, float("nan")) for r in rows] for k in ("train_loss", "val_loss") if k in rows[-1]}
+            plots.plot_loss_curves(curves, self.path, x=[r["step"] for r in rows], xlabel="step")
+
+    on_train_end = on_epoch_end
+
+
+def default_callbacks(run_dir: Path, progress: bool = True, tensorboard: bool = True) -> list[Callback]:
+    callbacks: list[Callback] = [CSVLogger(run_dir / "log.csv"), LossCurve(run_dir / "loss.png")]
+    if progress:
+        callbacks.insert(0, ProgressBar())
+    if tensorboard:
+        try:
+            callbacks.append(TensorBoard(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            pass
+    return callbacks

@@ -1,0 +1,381 @@
+"""The Trainer: one loop every task model trains with, knowing only the task-model contract.
+
+A task model offers ``loss(inputs, targets, lengths=None, state=None) -> (loss, state)`` and
+``initial_state(batch_size)`` whose state is a named tuple of tensors with the batch along dim 1
+(torch's (L*K, B, H) layout). Nothing else here knows what the model does.
+
+Truncated BPTT lives here, once: with ``tbptt=k`` every batch is cut along time into chunks of k
+steps, each chunk is one backward pass, and the state goes on to the next chunk detached. Batches
+of a :class:`~rnnkit.data.Stream` continue one another, so the state is carried across them too and
+reset row by row where the stream's ``reset`` mask says a sequence starts.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnkit.data import Batch, Stream, stack_pairs
+from rnnkit.errors import ConfigError, TrainingError
+from rnnkit.runtime import seed_everything
+from rnnkit.train import checkpoint, distributed
+from rnnkit.train.callbacks import Callback, default_callbacks
+from rnnkit.train.options import TrainConfig
+from rnnkit.train.schedules import LRSchedule, make_optimizer
+
+Data = Dataset | Stream
+
+
+class Trainer:
+    """Trains ``model`` by ``config``; writes logs, plots and checkpoints under ``run_dir`` (rank 0).
+
+    Example:
+        >>> trainer = Trainer(model, TrainConfig(epochs=5, batch_size=16), run_dir="runs/demo")
+        >>> history = trainer.fit(train_dataset, val_dataset)   # rows of step, train_loss, val_loss, lr
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, run_dir: str | Path | None = None,
+                 callbacks: list[Callback] | None = None, collate=stack_pairs,
+                 dist: distributed.Dist | None = None) -> None:
+        self.config, self.collate = config, collate
+        self.dist = dist or distributed.setup(config.device)
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(f"train.batch_size {config.batch_size} must divide evenly across "
+                              f"{self.dist.world_size} processes")
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.module = distributed.wrap(self.model, self.dist)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        if self.run_dir is not None and self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if callbacks is None and self.run_dir is not None:
+            callbacks = default_callbacks(self.run_dir, config.progress, config.tensorboard)
+        self.callbacks = (callbacks or []) if self.dist.is_main else []
+        if config.nan_policy == "restore" and self.run_dir is None:
+            raise ConfigError("train.nan_policy 'restore' needs a run directory to keep checkpoints in")
+        self.optimizer = make_optimizer(self.model.parameters(), config.optimizer)
+        self.amp_dtype = None
+        if config.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.step = self.epoch = self.batch_index = self.chunk_index = self.micro = 0
+        self.history: list[dict[str, Any]] = []
+        self.best, self.best_step, self.bad_evals, self.best_model = None, None, 0, None
+        self.carried = None  # state carried to the next chunk or stream batch
+        self.skipped, self.stopped_early, self._stop = 0, False, False
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "checkpoints" / "last.pt"
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def fit(self, train: Data, val: Data | None = None, resume: bool = False) -> list[dict[str, Any]]:
+        """Train until the epochs or the step budget run out or early stopping fires."""
+        self._stream = isinstance(train, Stream)
+        self.total_steps = self._count_steps(train)
+        self.schedule = LRSchedule(self.optimizer, self.config.schedule, self.total_steps)
+        if resume:
+            self.load_checkpoint(self.checkpoint_path)
+        else:
+            seed_everything(self.config.seed + self.dist.rank)
+            if self.config.nan_policy == "restore":
+                self.save_checkpoint()
+        self.model.train()
+        for callback in self.callbacks:
+            callback.on_train_start(self)
+        try:
+            while not self._finished():
+                for self.batch_index, batch in self._epoch_batches(train):
+                    self._run_batch(batch, val)
+                    if self._finished():
+                        break
+                else:
+                    self._end_epoch(val)
+        finally:
+            for callback in self.callbacks:
+                callback.on_train_end(self)
+        self.save_checkpoint()
+        if self.stopped_early and self.config.early_stopping.restore_best and self.best_model is not None:
+            self.model.load_state_dict(self.best_model)
+        return self.history
+
+    def _finished(self) -> bool:
+        c = self.config
+        return self._stop or (c.max_steps is not None and self.step >= c.max_steps) or (
+            c.epochs is not None and self.epoch >= c.epochs)
+
+    def _end_epoch(self, val: Data | None) -> None:
+        if self.micro % self.config.accumulate:  # a partial accumulation never spans epochs
+            self._optimizer_step(val)
+        self.epoch, self.batch_index, self.chunk_index = self.epoch + 1, 0, 0
+        if not self.history or self.history[-1]["step"] != self.step:
+            self._evaluate_and_log(val)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self)
+        self.save_checkpoint()
+
+    def _run_batch(self, batch: Batch, val: Data | None) -> None:
+        lengths = batch.lengths
+        batch = Batch(*(t if t is None or t is lengths else t.to(self.device) for t in batch))
+        chunks = self._chunks(batch)
+        if self.chunk_index == 0:
+            self.carried = self._reset_rows(self.carried, batch.reset) if batch.reset is not None else None
+        for index in range(self.chunk_index, len(chunks)):
+            inputs, targets = chunks[index]
+            self._micro_step(inputs, targets, lengths, last=index == len(chunks) - 1)
+            self.chunk_index = index + 1
+            if self.micro % self.config.accumulate == 0:
+                self._optimizer_step(val)
+                if self._finished():
+                    return
+        self.batch_index, self.chunk_index = self.batch_index + 1, 0
+
+    def _micro_step(self, inputs, targets, lengths, last: bool) -> None:
+        boundary = (self.micro + 1) % self.config.accumulate == 0
+        sync = nullcontext() if boundary or not self.dist.enabled else self.module.no_sync()
+        with sync, self._autocast():
+            loss, state = self.module(inputs, targets, lengths=lengths, state=self.carried)
+        if not torch.isfinite(loss):
+            self._non_finite(f"loss ({loss.item()})")
+            return
+        scaled = loss / self.config.accumulate
+        with sync:
+            (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
+        carry = self._stream or (self.config.tbptt is not None and not last)
+        self.carried = _detach(state) if carry else None
+        self.micro += 1
+        self._loss_sum += loss.item()
+        self._loss_count += 1
+        self._last_loss, self._last_rows = loss.item(), inputs.shape[0] * self.dist.world_size
+
+    def _optimizer_step(self, val: Data | None) -> None:
+        c = self.config
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if c.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(params, c.clip_grad_value)
+        norm = torch.nn.utils.clip_grad_norm_(params, c.clip_grad_norm or math.inf)
+        if self.scaler is None and not torch.isfinite(norm):
+            self._non_finite(f"gradient of {self._first_non_finite_grad()}")
+            return
+        self.schedule.set(self.step)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        for callback in self.callbacks:
+            callback.on_step_end(self, self._last_loss, self._last_rows)
+        if c.eval_every and self.step % c.eval_every == 0:
+            self._evaluate_and_log(val)
+        if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    # ---- data -----------------------------------------------------------------------------------
+
+    def _epoch_batches(self, train: Data):
+        if self._stream:
+            for index in range(self.batch_index, len(train)):
+                yield index, self._my_rows(train[index])
+            return
+        per_rank = self.config.batch_size // self.dist.world_size
+        order = epoch_order(len(train), self.config.shuffle, self.config.seed, self.epoch,
+                            self.dist.rank, self.dist.world_size)
+        loader = DataLoader(train, batch_size=per_rank, sampler=order[self.batch_index * per_rank:],
+                            collate_fn=self.collate, num_workers=self.config.num_workers,
+                            generator=torch.Generator())  # never draws from the global RNG
+        yield from enumerate(loader, start=self.batch_index)
+
+    def _my_rows(self, batch: Batch) -> Batch:
+        if not self.dist.enabled:
+            return batch
+        rows = slice(self.dist.rank, None, self.dist.world_size)
+        return Batch(*(None if t is None else t[rows] for t in batch))
+
+    def _chunks(self, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        k = self.config.tbptt
+        if k is None:
+            return [(batch.inputs, batch.targets)]
+        if batch.lengths is not None:
+            raise ConfigError("train.tbptt needs equal-length sequences or a Stream; this batch has lengths")
+        T = batch.inputs.shape[1]
+        if batch.targets.dim() < 2 or batch.targets.shape[1] != T:
+            raise ConfigError(f"train.tbptt needs a target per time step (B, T, ...) with T = {T}; "
+                              f"got targets of shape {tuple(batch.targets.shape)}")
+        return list(zip(batch.inputs.split(k, 1), batch.targets.split(k, 1), strict=True))
+
+    def _reset_rows(self, state, reset: torch.Tensor):
+        fresh = self.model.initial_state(reset.shape[0])
+        if state is None:
+            return fresh
+        keep_fresh = reset.to(self.device).view(1, -1, 1)  # (1, B, 1): batch along dim 1
+        return type(state)(*(torch.where(keep_fresh, f, s) for f, s in zip(fresh, state, strict=True)))
+
+    def _count_steps(self, train: Data) -> int:
+        c = self.config
+        first = train[0]
+        steps_in = first.inputs.shape[1] if isinstance(train, Stream) else first[0].shape[0]
+        chunks = 1 if c.tbptt is None else math.ceil(steps_in / c.tbptt)
+        batches = len(train) if isinstance(train, Stream) else math.ceil(len(train) / c.batch_size)
+        per_epoch = math.ceil(batches * chunks / c.accumulate)
+        by_epochs = math.inf if c.epochs is None else c.epochs * per_epoch
+        return int(min(by_epochs, c.max_steps or math.inf))
+
+    # ---- evaluation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, data: Data) -> dict[str, float]:
+        """Mean loss over ``data`` (weighted by target elements), in eval mode: {"val_loss": ...}."""
+        self.model.eval()
+        total = weight = 0.0
+        state = None
+        batches = data if isinstance(data, Stream) else DataLoader(
+            data, batch_size=self.config.batch_size, collate_fn=self.collate)
+        for batch in batches:
+            inputs, targets = batch.inputs.to(self.device), batch.targets.to(self.device)
+            if batch.reset is not None:
+                state = self._reset_rows(state, batch.reset)
+            with self._autocast():
+                loss, state = self.model.loss(inputs, targets, lengths=batch.lengths, state=state)
+            total += loss.item() * targets.numel()
+            weight += targets.numel()
+            state = state if batch.reset is not None else None
+        self.model.train()
+        return {"val_loss": total / weight}
+
+    def _evaluate_and_log(self, val: Data | None) -> None:
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        if self._loss_count:
+            row["train_loss"] = self._loss_sum / self._loss_count
+        self._loss_sum, self._loss_count = 0.0, 0
+        if val is not None:
+            row.update(self.evaluate(val))
+        self.history.append(row)
+        for callback in self.callbacks:
+            callback.on_evaluate(self, row)
+        monitor = self.config.monitor if self.config.monitor in row or val is not None else "train_loss"
+        if monitor not in row:
+            raise TrainingError(f"train.monitor {self.config.monitor!r} is not among the evaluation's "
+                                f"keys {sorted(row)}")
+        self._track_best(row[monitor])
+
+    def _track_best(self, value: float) -> None:
+        sign = 1.0 if self.config.mode == "min" else -1.0
+        self.schedule.observe(sign * value)
+        stopping = self.config.early_stopping
+        if self.best is None or sign * (self.best - value) > stopping.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self.step, 0
+            self.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if self.run_dir is not None and self.dist.is_main:
+                checkpoint.atomic_save({"model": self.best_model, "step": self.step, "value": value},
+                                       self.run_dir / "checkpoints" / "best.pt")
+            return
+        self.bad_evals += 1
+        if stopping.patience is not None and self.bad_evals >= stopping.patience:
+            self._stop = self.stopped_early = True
+
+    # ---- non-finite values ------------------------------------------------------------------------
+
+    def _non_finite(self, what: str) -> None:
+        where = f"at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch_index + 1})"
+        policy = self.config.nan_policy
+        if policy == "raise":
+            raise TrainingError(f"non-finite {what} {where}: lower train.optimizer.lr, set "
+                                "train.clip_grad_norm, or set train.nan_policy to 'skip' or 'restore'")
+        warnings.warn(f"non-finite {what} {where}: {'skipping the batch' if policy == 'skip' else 'restoring'}",
+                      stacklevel=2)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.micro -= self.micro % self.config.accumulate
+        self.carried, self.skipped = None, self.skipped + 1
+        if policy == "restore":
+            saved = checkpoint.load(self.checkpoint_path)
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+
+    def _first_non_finite_grad(self) -> str:
+        for name, p in self.model.named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                return name
+        return "an unknown parameter"
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: str | Path | None = None) -> None:
+        """Everything needed to go on exactly: weights, optimiser, schedule, RNG and data position."""
+        path = path or self.checkpoint_path
+        if path is None or not self.dist.is_main:
+            return
+        checkpoint.atomic_save({
+            "format": checkpoint.CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "position": {k: getattr(self, k) for k in ("step", "epoch", "batch_index", "chunk_index", "micro")},
+            "carried": None if self.carried is None else list(self.carried),
+            "loss_running": [self._loss_sum, self._loss_count],
+            "history": self.history,
+            "best": {"value": self.best, "step": self.best_step, "bad_evals": self.bad_evals,
+                     "model": self.best_model, "stopped": self._stop},
+            "skipped": self.skipped,
+        }, path)
+
+    def load_checkpoint(self, path: str | Path | None) -> None:
+        if path is None or not Path(path).is_file():
+            raise TrainingError(f"no checkpoint to resume from at {path}: train first, with train.checkpoint_every "
+                                "set for checkpoints within an epoch")
+        saved = checkpoint.load(path)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        if self.scaler is not None and saved["scaler"] is not None:
+            self.scaler.load_state_dict(saved["scaler"])
+        checkpoint.set_rng_state(saved["rng"])
+        for key, value in saved["position"].items():
+            setattr(self, key, value)
+        if saved["carried"] is not None:
+            state_type = type(self.model.initial_state(1))
+            self.carried = state_type(*(t.to(self.device) for t in saved["carried"]))
+        self._loss_sum, self._loss_count = saved["loss_running"]
+        self.history, self.skipped = saved["history"], saved["skipped"]
+        best = saved["best"]
+        self.best, self.best_step, self.bad_evals, self.best_model = (
+            best["value"], best["step"], best["bad_evals"], best["model"])
+        self._stop = self.stopped_early = best["stopped"]
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """This process's example indices for ``epoch``: one seeded permutation, padded and dealt by rank.
+
+    The permutation depends only on (seed, epoch), so N processes with batch b together see the
+    batches one process with batch N*b sees, as torch's DistributedSampler does.
+    """
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    else:
+        order = list(range(n))
+    order += order[: (-n) % world_size]
+    return order[rank::world_size]
+
+
+def _detach(state):
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return type(state)(*(_detach(s) for s in state))
