@@ -29,7 +29,7 @@ C = TypeVar("C", bound=pydantic.BaseModel)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """"train.lr=3e-4" -> (["train", "lr"], 0.0003); the value is read as YAML."""
+    """ "train.lr=3e-4" -> (["train", "lr"], 0.0003); the value is read as YAML."""
     key, sep, raw = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(p.strip() for p in parts):
@@ -50,7 +50,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+                raise ConfigError(
+                    f"override {text!r}: {'.'.join(keys[: depth + 1])} is a value, not a section"
+                )
             node = child
         node[keys[-1]] = value
     return result
@@ -126,7 +128,9 @@ def _config_class(annotation: Any) -> Any:
 
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return annotation
-    members = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)]
+    members = [
+        a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)
+    ]
     if len(members) == 1:
         return members[0]
     tags = {}

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rnnkit import plots
-from rnnkit.data import sliding_windows, split_by_time
+from rnnkit.data import noisy_sine, sliding_windows, split_by_time
 from rnnkit.layers import RNN
 from rnnkit.runtime import seed_everything, select_device
 
@@ -29,13 +29,6 @@ class SineRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.rnn(x).outputs[:, -1])  # (B, H) -> (B, 1)
-
-
-def noisy_sine(n: int = 100, noise: float = 0.1, seed: int = 0) -> np.ndarray:
-    """sin(t) for n points of t evenly spaced over [0, 50], plus Gaussian noise of std ``noise``."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 50, n)
-    return (np.sin(t) + rng.normal(0, noise, n)).astype(np.float32)
 
 
 def run(

@@ -6,6 +6,7 @@ A callback gets the trainer at each event and reads what it needs (``trainer.ste
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import time
 from pathlib import Path
@@ -77,18 +78,27 @@ class TensorBoard(Callback):
 
 
 class LossCurve(Callback):
-    """``loss.png``: training and validation loss against the optimiser step, at each epoch end."""
+    """``loss.png``: training and validation loss against the optimiser step.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    Drawn at the end of training, and at an epoch end when ``every`` seconds have passed since the
+    last drawing, so a long run shows its curve as it goes without paying for a plot per epoch.
+    """
+
+    def __init__(self, path: str | Path, every: float = 60.0) -> None:
+        self.path, self.every, self.drawn = Path(path), every, time.monotonic()
 
     def on_epoch_end(self, trainer) -> None:
+        if time.monotonic() - self.drawn >= self.every:
+            self.on_train_end(trainer)
+
+    def on_train_end(self, trainer) -> None:
         rows = [r for r in trainer.history if "train_loss" in r]
         if rows:
-            curves = {k: [r.get(k, float("nan")) for r in rows] for k in ("train_loss", "val_loss") if k in rows[-1]}
+            curves = {
+                k: [r.get(k, float("nan")) for r in rows] for k in ("train_loss", "val_loss") if k in rows[-1]
+            }
             plots.plot_loss_curves(curves, self.path, x=[r["step"] for r in rows], xlabel="step")
-
-    on_train_end = on_epoch_end
+        self.drawn = time.monotonic()
 
 
 def default_callbacks(run_dir: Path, progress: bool = True, tensorboard: bool = True) -> list[Callback]:
@@ -96,8 +106,6 @@ def default_callbacks(run_dir: Path, progress: bool = True, tensorboard: bool = 
     if progress:
         callbacks.insert(0, ProgressBar())
     if tensorboard:
-        try:
+        with contextlib.suppress(ImportError):  # tensorboard is optional
             callbacks.append(TensorBoard(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is optional
-            pass
     return callbacks

@@ -57,7 +57,9 @@ class TrainConfig(Config):
     monitor: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    checkpoint_every: int | None = Field(None, gt=0, description="steps; a checkpoint is also written per epoch")
+    checkpoint_every: int | None = Field(
+        None, gt=0, description="steps; a checkpoint is also written per epoch"
+    )
     nan_policy: Literal["raise", "skip", "restore"] = "raise"
     device: str | None = None
     amp: bool = Field(True, description="mixed precision on CUDA")

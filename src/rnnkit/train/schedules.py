@@ -13,7 +13,9 @@ from rnnkit.train.options import OptimizerConfig, ScheduleConfig
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
     c = config
     if c.name == "sgd":
-        return torch.optim.SGD(params, c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay)
+        return torch.optim.SGD(
+            params, c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay
+        )
     if c.name == "adam":
         return torch.optim.Adam(params, c.lr, betas=c.betas, weight_decay=c.weight_decay)
     if c.name == "adamw":
@@ -68,7 +70,12 @@ class LRSchedule:
         return 1.0
 
     def state_dict(self) -> dict:
-        return {"scale": self.scale, "best": self.best, "bad_evals": self.bad_evals, "total_steps": self.total_steps}
+        return {
+            "scale": self.scale,
+            "best": self.best,
+            "bad_evals": self.bad_evals,
+            "total_steps": self.total_steps,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.scale, self.best, self.bad_evals = state["scale"], state["best"], state["bad_evals"]

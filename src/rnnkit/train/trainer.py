@@ -40,14 +40,22 @@ class Trainer:
         >>> history = trainer.fit(train_dataset, val_dataset)   # rows of step, train_loss, val_loss, lr
     """
 
-    def __init__(self, model: torch.nn.Module, config: TrainConfig, run_dir: str | Path | None = None,
-                 callbacks: list[Callback] | None = None, collate=stack_pairs,
-                 dist: distributed.Dist | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        callbacks: list[Callback] | None = None,
+        collate=stack_pairs,
+        dist: distributed.Dist | None = None,
+    ) -> None:
         self.config, self.collate = config, collate
         self.dist = dist or distributed.setup(config.device)
         if config.batch_size % self.dist.world_size:
-            raise ConfigError(f"train.batch_size {config.batch_size} must divide evenly across "
-                              f"{self.dist.world_size} processes")
+            raise ConfigError(
+                f"train.batch_size {config.batch_size} must divide evenly across "
+                f"{self.dist.world_size} processes"
+            )
         self.device = self.dist.device
         self.model = model.to(self.device)
         self.module = distributed.wrap(self.model, self.dist)
@@ -93,7 +101,8 @@ class Trainer:
             callback.on_train_start(self)
         try:
             while not self._finished():
-                for self.batch_index, batch in self._epoch_batches(train):
+                for index, batch in self._epoch_batches(train):
+                    self.batch_index = index
                     self._run_batch(batch, val)
                     if self._finished():
                         break
@@ -109,8 +118,11 @@ class Trainer:
 
     def _finished(self) -> bool:
         c = self.config
-        return self._stop or (c.max_steps is not None and self.step >= c.max_steps) or (
-            c.epochs is not None and self.epoch >= c.epochs)
+        return (
+            self._stop
+            or (c.max_steps is not None and self.step >= c.max_steps)
+            or (c.epochs is not None and self.epoch >= c.epochs)
+        )
 
     def _end_epoch(self, val: Data | None) -> None:
         if self.micro % self.config.accumulate:  # a partial accumulation never spans epochs
@@ -190,11 +202,22 @@ class Trainer:
                 yield index, self._my_rows(train[index])
             return
         per_rank = self.config.batch_size // self.dist.world_size
-        order = epoch_order(len(train), self.config.shuffle, self.config.seed, self.epoch,
-                            self.dist.rank, self.dist.world_size)
-        loader = DataLoader(train, batch_size=per_rank, sampler=order[self.batch_index * per_rank:],
-                            collate_fn=self.collate, num_workers=self.config.num_workers,
-                            generator=torch.Generator())  # never draws from the global RNG
+        order = epoch_order(
+            len(train),
+            self.config.shuffle,
+            self.config.seed,
+            self.epoch,
+            self.dist.rank,
+            self.dist.world_size,
+        )
+        loader = DataLoader(
+            train,
+            batch_size=per_rank,
+            sampler=order[self.batch_index * per_rank :],
+            collate_fn=self.collate,
+            num_workers=self.config.num_workers,
+            generator=torch.Generator(),
+        )  # never draws from the global RNG
         yield from enumerate(loader, start=self.batch_index)
 
     def _my_rows(self, batch: Batch) -> Batch:
@@ -211,8 +234,10 @@ class Trainer:
             raise ConfigError("train.tbptt needs equal-length sequences or a Stream; this batch has lengths")
         T = batch.inputs.shape[1]
         if batch.targets.dim() < 2 or batch.targets.shape[1] != T:
-            raise ConfigError(f"train.tbptt needs a target per time step (B, T, ...) with T = {T}; "
-                              f"got targets of shape {tuple(batch.targets.shape)}")
+            raise ConfigError(
+                f"train.tbptt needs a target per time step (B, T, ...) with T = {T}; "
+                f"got targets of shape {tuple(batch.targets.shape)}"
+            )
         return list(zip(batch.inputs.split(k, 1), batch.targets.split(k, 1), strict=True))
 
     def _reset_rows(self, state, reset: torch.Tensor):
@@ -240,8 +265,11 @@ class Trainer:
         self.model.eval()
         total = weight = 0.0
         state = None
-        batches = data if isinstance(data, Stream) else DataLoader(
-            data, batch_size=self.config.batch_size, collate_fn=self.collate)
+        batches = (
+            data
+            if isinstance(data, Stream)
+            else DataLoader(data, batch_size=self.config.batch_size, collate_fn=self.collate)
+        )
         for batch in batches:
             inputs, targets = batch.inputs.to(self.device), batch.targets.to(self.device)
             if batch.reset is not None:
@@ -255,7 +283,11 @@ class Trainer:
         return {"val_loss": total / weight}
 
     def _evaluate_and_log(self, val: Data | None) -> None:
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        row: dict[str, Any] = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
         if self._loss_count:
             row["train_loss"] = self._loss_sum / self._loss_count
         self._loss_sum, self._loss_count = 0.0, 0
@@ -266,8 +298,9 @@ class Trainer:
             callback.on_evaluate(self, row)
         monitor = self.config.monitor if self.config.monitor in row or val is not None else "train_loss"
         if monitor not in row:
-            raise TrainingError(f"train.monitor {self.config.monitor!r} is not among the evaluation's "
-                                f"keys {sorted(row)}")
+            raise TrainingError(
+                f"train.monitor {self.config.monitor!r} is not among the evaluation's keys {sorted(row)}"
+            )
         self._track_best(row[monitor])
 
     def _track_best(self, value: float) -> None:
@@ -278,8 +311,10 @@ class Trainer:
             self.best, self.best_step, self.bad_evals = value, self.step, 0
             self.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             if self.run_dir is not None and self.dist.is_main:
-                checkpoint.atomic_save({"model": self.best_model, "step": self.step, "value": value},
-                                       self.run_dir / "checkpoints" / "best.pt")
+                checkpoint.atomic_save(
+                    {"model": self.best_model, "step": self.step, "value": value},
+                    self.run_dir / "checkpoints" / "best.pt",
+                )
             return
         self.bad_evals += 1
         if stopping.patience is not None and self.bad_evals >= stopping.patience:
@@ -291,10 +326,14 @@ class Trainer:
         where = f"at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch_index + 1})"
         policy = self.config.nan_policy
         if policy == "raise":
-            raise TrainingError(f"non-finite {what} {where}: lower train.optimizer.lr, set "
-                                "train.clip_grad_norm, or set train.nan_policy to 'skip' or 'restore'")
-        warnings.warn(f"non-finite {what} {where}: {'skipping the batch' if policy == 'skip' else 'restoring'}",
-                      stacklevel=2)
+            raise TrainingError(
+                f"non-finite {what} {where}: lower train.optimizer.lr, set "
+                "train.clip_grad_norm, or set train.nan_policy to 'skip' or 'restore'"
+            )
+        warnings.warn(
+            f"non-finite {what} {where}: {'skipping the batch' if policy == 'skip' else 'restoring'}",
+            stacklevel=2,
+        )
         self.optimizer.zero_grad(set_to_none=True)
         self.micro -= self.micro % self.config.accumulate
         self.carried, self.skipped = None, self.skipped + 1
@@ -321,26 +360,38 @@ class Trainer:
         path = path or self.checkpoint_path
         if path is None or not self.dist.is_main:
             return
-        checkpoint.atomic_save({
-            "format": checkpoint.CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "rng": checkpoint.rng_state(),
-            "position": {k: getattr(self, k) for k in ("step", "epoch", "batch_index", "chunk_index", "micro")},
-            "carried": None if self.carried is None else list(self.carried),
-            "loss_running": [self._loss_sum, self._loss_count],
-            "history": self.history,
-            "best": {"value": self.best, "step": self.best_step, "bad_evals": self.bad_evals,
-                     "model": self.best_model, "stopped": self._stop},
-            "skipped": self.skipped,
-        }, path)
+        checkpoint.atomic_save(
+            {
+                "format": checkpoint.CHECKPOINT_FORMAT,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                "rng": checkpoint.rng_state(),
+                "position": {
+                    k: getattr(self, k) for k in ("step", "epoch", "batch_index", "chunk_index", "micro")
+                },
+                "carried": None if self.carried is None else list(self.carried),
+                "loss_running": [self._loss_sum, self._loss_count],
+                "history": self.history,
+                "best": {
+                    "value": self.best,
+                    "step": self.best_step,
+                    "bad_evals": self.bad_evals,
+                    "model": self.best_model,
+                    "stopped": self._stop,
+                },
+                "skipped": self.skipped,
+            },
+            path,
+        )
 
     def load_checkpoint(self, path: str | Path | None) -> None:
         if path is None or not Path(path).is_file():
-            raise TrainingError(f"no checkpoint to resume from at {path}: train first, with train.checkpoint_every "
-                                "set for checkpoints within an epoch")
+            raise TrainingError(
+                f"no checkpoint to resume from at {path}: train first, with train.checkpoint_every "
+                "set for checkpoints within an epoch"
+            )
         saved = checkpoint.load(path)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -357,11 +408,17 @@ class Trainer:
         self.history, self.skipped = saved["history"], saved["skipped"]
         best = saved["best"]
         self.best, self.best_step, self.bad_evals, self.best_model = (
-            best["value"], best["step"], best["bad_evals"], best["model"])
+            best["value"],
+            best["step"],
+            best["bad_evals"],
+            best["model"],
+        )
         self._stop = self.stopped_early = best["stopped"]
 
 
-def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
+def epoch_order(
+    n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> list[int]:
     """This process's example indices for ``epoch``: one seeded permutation, padded and dealt by rank.
 
     The permutation depends only on (seed, epoch), so N processes with batch b together see the
