@@ -62,6 +62,15 @@ class LossModule(nn.Module):
         return self.model.loss(*args, **kwargs)
 
 
+def all_true(flag: torch.Tensor, info: Dist) -> bool:
+    """A boolean that holds on every process (so all of them take the same branch)."""
+    if not info.enabled:
+        return bool(flag)
+    value = flag.to(torch.float32).reshape(1)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item() > 0)
+
+
 def wrap(model: nn.Module, info: Dist) -> nn.Module:
     module = LossModule(model)
     if not info.enabled:

@@ -142,24 +142,24 @@ class Trainer:
             self.carried = self._reset_rows(self.carried, batch.reset) if batch.reset is not None else None
         for index in range(self.chunk_index, len(chunks)):
             inputs, targets = chunks[index]
-            self._micro_step(inputs, targets, lengths, last=index == len(chunks) - 1)
+            stepped = self._micro_step(inputs, targets, lengths, last=index == len(chunks) - 1)
             self.chunk_index = index + 1
-            if self.micro % self.config.accumulate == 0:
+            if stepped and self.micro % self.config.accumulate == 0:
                 self._optimizer_step(val)
                 if self._finished():
                     return
         self.batch_index, self.chunk_index = self.batch_index + 1, 0
 
-    def _micro_step(self, inputs, targets, lengths, last: bool) -> None:
+    def _micro_step(self, inputs, targets, lengths, last: bool) -> bool:
+        """Forward and backward of one chunk; False when its loss was not finite and it was dropped."""
         boundary = (self.micro + 1) % self.config.accumulate == 0
-        sync = nullcontext() if boundary or not self.dist.enabled else self.module.no_sync()
-        with sync, self._autocast():
-            loss, state = self.module(inputs, targets, lengths=lengths, state=self.carried)
-        if not torch.isfinite(loss):
-            self._non_finite(f"loss ({loss.item()})")
-            return
-        scaled = loss / self.config.accumulate
-        with sync:
+        with nullcontext() if boundary or not self.dist.enabled else self.module.no_sync():
+            with self._autocast():
+                loss, state = self.module(inputs, targets, lengths=lengths, state=self.carried)
+            if not distributed.all_true(torch.isfinite(loss.detach()), self.dist):
+                self._non_finite(f"loss ({loss.item()})")
+                return False
+            scaled = loss / self.config.accumulate
             (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
         carry = self._stream or (self.config.tbptt is not None and not last)
         self.carried = _detach(state) if carry else None
@@ -167,6 +167,7 @@ class Trainer:
         self._loss_sum += loss.item()
         self._loss_count += 1
         self._last_loss, self._last_rows = loss.item(), inputs.shape[0] * self.dist.world_size
+        return True
 
     def _optimizer_step(self, val: Data | None) -> None:
         c = self.config
