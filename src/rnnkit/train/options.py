@@ -51,7 +51,9 @@ class TrainConfig(Config):
     schedule: ScheduleConfig = ScheduleConfig()
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
-    accumulate: int = Field(1, gt=0, description="micro-batches per optimiser step")
+    accumulate: int = Field(
+        1, gt=0, description="micro-batches per optimiser step; an epoch end steps with what it has"
+    )
     tbptt: int | None = Field(None, gt=0, description="truncated BPTT: steps per chunk; None: full BPTT")
     eval_every: int | None = Field(None, gt=0, description="steps; evaluation also runs at each epoch end")
     monitor: str = "val_loss"

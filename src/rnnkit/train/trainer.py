@@ -174,12 +174,13 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if c.clip_grad_value is not None:
-            torch.nn.utils.clip_grad_value_(params, c.clip_grad_value)
-        norm = torch.nn.utils.clip_grad_norm_(params, c.clip_grad_norm or math.inf)
-        if self.scaler is None and not torch.isfinite(norm):
+        if self.scaler is None and not _finite_grads(params):  # before clipping, which spreads a NaN
             self._non_finite(f"gradient of {self._first_non_finite_grad()}")
             return
+        if c.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(params, c.clip_grad_value)
+        if c.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, c.clip_grad_norm)
         self.schedule.set(self.step)
         if self.scaler is None:
             self.optimizer.step()
@@ -187,7 +188,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        self.step, self.micro = self.step + 1, 0
         for callback in self.callbacks:
             callback.on_step_end(self, self._last_loss, self._last_rows)
         if c.eval_every and self.step % c.eval_every == 0:
@@ -426,7 +427,8 @@ def epoch_order(
     batches one process with batch N*b sees, as torch's DistributedSampler does.
     """
     if shuffle:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # (seed, epoch) pairs never collide
+        order = torch.randperm(n, generator=generator).tolist()
     else:
         order = list(range(n))
     order += order[: (-n) % world_size]
@@ -437,3 +439,10 @@ def _detach(state):
     if state is None or isinstance(state, torch.Tensor):
         return None if state is None else state.detach()
     return type(state)(*(_detach(s) for s in state))
+
+
+def _finite_grads(params: list[torch.Tensor]) -> bool:
+    if not params:
+        return True
+    norms = torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params])
+    return bool(torch.isfinite(norms).all())

@@ -1,0 +1,281 @@
+"""rnnkit.config: dotted overrides read as YAML, one ConfigError per bad config naming the key and the fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnkit.config import apply_overrides, dump_yaml, load_config, parse_override, read_yaml, validate
+from rnnkit.errors import ConfigError
+from rnnkit.train.job import RunConfig, load_run_config
+from rnnkit.train.options import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SINE = CONFIGS / "sine.yaml"
+
+
+def sine_data(*overrides: str) -> dict:
+    """configs/sine.yaml as a dict, with dotted overrides applied."""
+    return apply_overrides(read_yaml(SINE), overrides)
+
+
+# ---------------------------------------------------------------- parse_override
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "value"),
+    [
+        ("train.epochs=5", ["train", "epochs"], 5),
+        ("train.optimizer.lr=0.0003", ["train", "optimizer", "lr"], 0.0003),
+        ("train.optimizer.lr=3e-4", ["train", "optimizer", "lr"], 0.0003),  # the docstring's own example
+        ("train.optimizer.lr=3.0e-4", ["train", "optimizer", "lr"], 0.0003),
+        ("train.shuffle=false", ["train", "shuffle"], False),
+        ("train.amp=true", ["train", "amp"], True),
+        ("train.optimizer.betas=[0.8, 0.9]", ["train", "optimizer", "betas"], [0.8, 0.9]),
+        ("train.max_steps=null", ["train", "max_steps"], None),
+        ("train.device=", ["train", "device"], None),
+        ("out_dir=runs/x", ["out_dir"], "runs/x"),
+        ("data.synthetic_options={points: 50}", ["data", "synthetic_options"], {"points": 50}),
+        (" train . seed = 7", ["train", "seed"], 7),
+    ],
+)
+def test_parse_override_reads_the_value_as_yaml(text, keys, value):
+    got_keys, got = parse_override(text)
+    assert got_keys == keys
+    assert got == value
+    assert type(got) is type(value)
+
+
+@pytest.mark.parametrize("text", ["train.lr", "=3", "train..lr=3", ".lr=3", "train.=3", ""])
+def test_parse_override_refuses_bad_syntax(text):
+    with pytest.raises(ConfigError, match=r"must look like key=value with a dotted key, e\.g\. train\.lr=3e-4"):
+        parse_override(text)
+
+
+@pytest.mark.parametrize("text", ["train.epochs=[1", "train.epochs=:", "train.epochs={a"])
+def test_parse_override_refuses_invalid_yaml_values(text):
+    with pytest.raises(ConfigError, match=r"the value is not valid YAML"):
+        parse_override(text)
+
+
+# ---------------------------------------------------------------- apply_overrides
+
+
+def test_apply_overrides_sets_nested_keys_and_creates_sections_without_touching_the_input():
+    data = {"train": {"epochs": 3, "optimizer": {"lr": 0.1}}, "out_dir": "a"}
+    result = apply_overrides(
+        data, ["train.optimizer.lr=0.03", "train.schedule.name=cosine", "new.deep.key=1", "out_dir=b"]
+    )
+    assert result == {
+        "train": {"epochs": 3, "optimizer": {"lr": 0.03}, "schedule": {"name": "cosine"}},
+        "out_dir": "b",
+        "new": {"deep": {"key": 1}},
+    }
+    assert data == {"train": {"epochs": 3, "optimizer": {"lr": 0.1}}, "out_dir": "a"}  # a copy
+
+
+def test_apply_overrides_later_override_wins():
+    assert apply_overrides({}, ["train.epochs=1", "train.epochs=2"]) == {"train": {"epochs": 2}}
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [("out_dir.x=1", "out_dir"), ("train.epochs.x=1", "train.epochs"), ("train.epochs.x.y=1", "train.epochs")],
+)
+def test_apply_overrides_into_a_value_is_an_error(override, where):
+    data = {"out_dir": "runs", "train": {"epochs": 3}}
+    with pytest.raises(ConfigError, match=rf"override '{override}': {where} is a value, not a section"):
+        apply_overrides(data, [override])
+
+
+def test_apply_overrides_passes_bad_syntax_on():
+    with pytest.raises(ConfigError, match=r"override 'train\.lr' must look like key=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+# ---------------------------------------------------------------- validate
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("outdir=x", r"unknown key 'outdir'; did you mean 'out_dir'\?"),
+        ("train.epoch=3", r"unknown key 'train\.epoch'; did you mean 'train\.epochs'\?"),
+        ("train.optimizer.lrr=0.1", r"unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?"),
+        (
+            "train.early_stopping.patiense=3",
+            r"unknown key 'train\.early_stopping\.patiense'; did you mean 'train\.early_stopping\.patience'\?",
+        ),
+        ("data.lookbak=3", r"unknown key 'data\.lookbak'; did you mean 'data\.lookback'\?"),
+    ],
+)
+def test_validate_unknown_key_names_the_dotted_key_and_the_nearest(override, message):
+    with pytest.raises(ConfigError, match=rf"^sine\.yaml: {message}$"):
+        validate(RunConfig, sine_data(override), source="sine.yaml")
+
+
+def test_validate_unknown_key_without_a_near_one_lists_the_valid_keys():
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'zzzz'; valid keys: \['data', 'model', 'out_dir', 'task', 'train'\]"
+    ):
+        validate(RunConfig, sine_data("zzzz=1"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=abc", r"train\.epochs: Input should be a valid integer.*\(got 'abc'\)"),
+        ("train.epochs=1.5", r"train\.epochs: .*fractional part \(got 1\.5\)"),
+        ("train.shuffle=maybe", r"train\.shuffle: Input should be a valid boolean.*\(got 'maybe'\)"),
+        ("train.optimizer.lr=-1", r"train\.optimizer\.lr: Input should be greater than 0 \(got -1\)"),
+        ("data.lookback=0", r"data\.lookback: Input should be greater than 0 \(got 0\)"),
+        ("task=classify", r"task: Input should be 'forecast' \(got 'classify'\)"),
+        ("model=3", r"model: Input should be a valid dictionary \(got 3\)"),
+    ],
+)
+def test_validate_wrong_type_names_the_key_and_the_value(override, message):
+    with pytest.raises(ConfigError, match=rf"^config: {message}$"):
+        validate(RunConfig, sine_data(override))
+
+
+def test_validate_wrong_type_inside_a_union_names_the_plain_dotted_key():
+    """synthetic_options is dict[str, float | int]: pydantic's union branch names are not config keys."""
+    with pytest.raises(ConfigError) as caught:
+        validate(RunConfig, sine_data("data.synthetic_options.points=abc"))
+    message = str(caught.value)
+    assert "data.synthetic_options.points:" in message
+    assert "points.float" not in message and "points.int" not in message, message
+
+
+@pytest.mark.parametrize("missing", ["task", "data"])
+def test_validate_missing_required_key(missing):
+    data = sine_data()
+    del data[missing]
+    with pytest.raises(ConfigError, match=rf"^config: missing key '{missing}'$"):
+        validate(RunConfig, data)
+
+
+def test_validate_reports_every_error_in_one_message():
+    with pytest.raises(ConfigError) as caught:
+        validate(RunConfig, sine_data("train.epoch=3", "data.lookback=0"))
+    assert "'train.epoch'" in str(caught.value) and "data.lookback" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_validate_model_validator_errors_name_the_section():
+    with pytest.raises(ConfigError, match=r"data: Value error, set exactly one of data\.path .* and data\.synthetic"):
+        validate(RunConfig, sine_data("data.path=x.csv"))
+
+
+@pytest.mark.parametrize(
+    ("load", "message"),
+    [
+        (
+            lambda: validate(TrainConfig, {"epochs": None}, source="train"),
+            r"^train: Value error, set train\.epochs or train\.max_steps",
+        ),
+        (
+            lambda: load_run_config(SINE, ["model.cell=lstm"]),
+            r"^model: Value error, nonlinearity='relu' applies to cell='rnn' only",
+        ),
+    ],
+    ids=["train-config", "model-config"],
+)
+def test_validate_whole_config_errors_have_no_empty_key(load, message):
+    """A model validator's error has an empty location; the message must not read 'model: : ...'."""
+    with pytest.raises(ConfigError, match=message):
+        load()
+
+
+# ---------------------------------------------------------------- read_yaml
+
+
+def test_read_yaml_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file '.*nope\.yaml' does not exist"):
+        read_yaml(tmp_path / "nope.yaml")
+
+
+def test_read_yaml_invalid_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: forecast\ndata: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
+        read_yaml(path)
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- 1\n- 2\n", "list"), ("just text\n", "str"), ("3\n", "int")])
+def test_read_yaml_top_level_must_be_a_mapping(tmp_path, text, kind):
+    path = tmp_path / "top.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"top\.yaml must hold a mapping of keys to values, got {kind}$"):
+        read_yaml(path)
+
+
+def test_read_yaml_empty_file_is_an_empty_mapping(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing\n")
+    assert read_yaml(path) == {}
+
+
+# ---------------------------------------------------------------- load_config, dump_yaml, load_run_config
+
+
+def test_dump_yaml_round_trips_the_sine_run_config(tmp_path):
+    config = load_config(RunConfig, SINE)
+    path = dump_yaml(config, tmp_path / "config.yaml")
+    assert load_config(RunConfig, path) == config
+    written = yaml.safe_load(path.read_text())
+    assert written["train"]["optimizer"] == {**config.train.optimizer.model_dump(mode="json")}
+    assert written["train"]["epochs"] == 200  # every default filled in, the file's values kept
+    assert written["train"]["nan_policy"] == "raise"
+
+
+def test_dump_yaml_round_trips_a_resolved_run_config(tmp_path):
+    config = load_run_config(SINE, ["train.optimizer.lr=0.002", "train.optimizer.betas=[0.8, 0.9]"])
+    again = load_run_config(dump_yaml(config, tmp_path / "config.yaml"))
+    assert again == config
+    assert again.train.optimizer.betas == (0.8, 0.9)
+
+
+def test_load_config_applies_overrides_and_names_the_file(tmp_path):
+    config = load_config(RunConfig, SINE, ["train.epochs=3", "train.optimizer.lr=0.0003", "out_dir=elsewhere"])
+    assert (config.train.epochs, config.train.optimizer.lr, config.out_dir) == (3, 0.0003, "elsewhere")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(SINE))}: unknown key 'train\.lrr'"):
+        load_config(RunConfig, SINE, ["train.lrr=0.1"])
+
+
+def test_load_run_config_sine():
+    config = load_run_config(SINE)
+    assert config.task == "forecast"
+    assert config.model == {"name": "forecaster", "cell": "rnn", "nonlinearity": "relu", "hidden_size": 50}
+    assert config.data.synthetic == "sine" and config.data.lookback == 10
+    assert (config.train.epochs, config.train.batch_size, config.train.optimizer.lr) == (200, 64, 0.01)
+
+
+def test_load_run_config_temperature():
+    config = load_run_config(CONFIGS / "temperature.yaml", ["train.epochs=2"])
+    assert config.model == {"name": "forecaster", "cell": "lstm", "hidden_size": 32}
+    assert config.data.scaler == "minmax"
+    assert config.train.early_stopping.patience == 5
+    assert config.train.epochs == 2
+
+
+def test_load_run_config_catches_unknown_model_keys_before_data_loads(tmp_path):
+    """The data file does not exist: a DataError would mean the data loaded first."""
+    overrides = ["data.synthetic=null", f"data.path={tmp_path / 'missing.csv'}", "model.hiden_size=3"]
+    with pytest.raises(ConfigError, match=r"model: unknown key 'hiden_size'; did you mean 'hidden_size'\?"):
+        load_run_config(SINE, overrides)
+
+
+def test_load_run_config_catches_bad_model_values_and_names():
+    with pytest.raises(ConfigError, match=r"model: hidden_size: Input should be greater than 0 \(got -1\)"):
+        load_run_config(SINE, ["model.hidden_size=-1"])
+    with pytest.raises(ConfigError, match=r"unknown model 'foo'; expected one of \[.*'forecaster'.*\]"):
+        load_run_config(SINE, ["model.name=foo"])
+
+
+def test_load_run_config_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file '.*nope\.yaml' does not exist"):
+        load_run_config(tmp_path / "nope.yaml")

@@ -1,0 +1,173 @@
+"""A run killed with SIGKILL resumes to the very weights of an uninterrupted run; torn writes never win.
+
+The model has dropout between layers and recurrent dropout, and the data is shuffled, so the resumed
+run repeats the uninterrupted one only if the RNG states and the data position come back exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from rnnkit.train import checkpoint
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+# 400 points -> 390 windows: 78 test, 31 validation, 281 training -> 71 steps of 4 per epoch.
+STEPS_PER_EPOCH, EPOCHS = 71, 2
+TOTAL = STEPS_PER_EPOCH * EPOCHS
+KILL_AFTER = STEPS_PER_EPOCH + 10  # inside the second epoch, after an epoch end
+
+CONFIG = {
+    "task": "forecast",
+    "data": {
+        "synthetic": "sine",
+        "synthetic_options": {"points": 400, "noise": 0.1, "seed": 0},
+        "lookback": 10,
+        "horizon": 1,
+        "test_fraction": 0.2,
+        "validation_fraction": 0.1,
+    },
+    "model": {"cell": "lstm", "hidden_size": 8, "num_layers": 2, "dropout": 0.3, "recurrent_dropout": 0.2},
+    "train": {
+        "epochs": EPOCHS,
+        "batch_size": 4,
+        "shuffle": True,
+        "checkpoint_every": 1,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "seed": 3,
+        "progress": False,
+        "tensorboard": False,
+    },
+}
+
+
+def rnnkit(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnnkit", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    return out
+
+
+def saved_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path``, or None while there is none."""
+    try:
+        return checkpoint.load(path)["position"]["step"]
+    except FileNotFoundError:
+        return None
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(run / "bundle" / "model.safetensors")
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    reference = rnnkit("train", str(config), f"out_dir={whole}", cwd=tmp_path)  # runs alongside
+    victim = rnnkit("train", str(config), f"out_dir={killed}", cwd=tmp_path)
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 90
+    while (saved_step(last) or 0) < KILL_AFTER:
+        assert victim.poll() is None, f"the run ended before it could be killed: {victim.communicate()}"
+        assert time.monotonic() < deadline, "no checkpoint of the second epoch within 90 s"
+        time.sleep(0.02)
+    victim.kill()
+    victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+
+    step = saved_step(last)
+    assert KILL_AFTER <= step < TOTAL, f"killed at step {step} of {TOTAL}: not mid-run"
+    assert not (killed / "bundle").exists()
+
+    resumed = finish(rnnkit("resume", str(killed), cwd=tmp_path))
+    finish(reference)
+    assert "model" in resumed and "last value" in resumed
+
+    assert saved_step(whole / "checkpoints" / "last.pt") == saved_step(last) == TOTAL
+    expected, got = weights(whole), weights(killed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), f"{name} differs after resuming"
+    assert (killed / "log.csv").read_text() == (whole / "log.csv").read_text()
+    assert (killed / "bundle" / "metrics.json").read_text() == (whole / "bundle" / "metrics.json").read_text()
+
+
+TORN_WRITER = """
+import io, sys, time
+import torch
+from rnnkit.train.checkpoint import atomic_save
+
+path = sys.argv[1]
+atomic_save({"step": 1, "weights": torch.arange(6.0)}, path)
+real_save = torch.save
+
+def torn_save(obj, f):  # write half of the new checkpoint, then hang until killed
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    data = buffer.getvalue()
+    f.write(data[: len(data) // 2])
+    f.flush()
+    print("half written", flush=True)
+    time.sleep(120)
+
+torch.save = torn_save
+atomic_save({"step": 2, "weights": torch.zeros(100_000)}, path)
+"""
+
+
+def test_checkpoint_write_killed_midway_leaves_the_last_good_one(tmp_path):
+    path = tmp_path / "checkpoints" / "last.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TORN_WRITER, str(path)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "half written\n"
+        torn = [p for p in path.parent.iterdir() if p != path]
+        assert len(torn) == 1 and torn[0].stat().st_size > 0  # the new checkpoint, half on disk
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    saved = checkpoint.load(path)
+    assert saved["step"] == 1
+    assert torch.equal(saved["weights"], torch.arange(6.0))
+    with pytest.raises(Exception):  # noqa: B017 - torch raises a RuntimeError or an UnpicklingError
+        checkpoint.load(torn[0])
+
+
+def test_checkpoint_write_failing_midway_keeps_the_old_one_and_cleans_up(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.atomic_save({"step": 1, "weights": torch.arange(6.0)}, path)
+
+    def failing_save(obj, f):
+        f.write(b"PK\x03\x04 half a zip file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.atomic_save({"step": 2, "weights": torch.zeros(6)}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left
+    saved = checkpoint.load(path)
+    assert saved["step"] == 1 and torch.equal(saved["weights"], torch.arange(6.0))
