@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rnnkit sine --out runs/sine
+	$(VENV)/bin/rnnkit train configs/seattle_weather.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -9,6 +9,7 @@ the nearest valid one.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,21 @@ import pydantic
 import yaml
 
 from rnnkit.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's floats: 3e-4 and 1e3 are numbers, as every user expects, not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?(?:\d[\d_]*)?\.\d+$|^[-+]?\d[\d_]*\.$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 class Config(pydantic.BaseModel):
@@ -35,7 +51,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(p.strip() for p in parts):
         raise ConfigError(f"override {text!r} must look like key=value with a dotted key, e.g. train.lr=3e-4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({error.problem})") from None
     return [p.strip() for p in parts], value
@@ -63,9 +79,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values, got {type(data).__name__}")
     return data
@@ -76,7 +96,7 @@ def validate(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C
     try:
         return cls.model_validate(dict(data))
     except pydantic.ValidationError as error:
-        lines = [_describe(cls, e) for e in error.errors()]
+        lines = list(dict.fromkeys(_describe(cls, e) for e in error.errors()))
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
 
 
@@ -92,8 +112,11 @@ def dump_yaml(config: pydantic.BaseModel, path: str | Path) -> Path:
     return path
 
 
+_BRANCHES = re.compile(r"^(int|float|str|bool|none|list|dict|tuple|literal|function-\w+)(\[.*\])?$")
+
+
 def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
-    loc = [str(p) for p in error["loc"]]
+    loc = [str(p) for p in error["loc"] if not _BRANCHES.match(str(p))]  # drop pydantic's union branches
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
         valid = _fields_at(cls, error["loc"][:-1])
@@ -102,8 +125,11 @@ def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
         return f"unknown key {key!r}{hint}"
     if error["type"] == "missing":
         return f"missing key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    if not key:
+        return message
     got = error.get("input")
-    return f"{key}: {error['msg']} (got {got!r})"
+    return f"{key}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def _fields_at(cls: type[pydantic.BaseModel], loc: tuple) -> list[str]:

@@ -31,7 +31,8 @@ def plot_loss_curves(
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in history.items():
         ax.plot(range(1, len(values) + 1) if x is None else x, values, label=name, marker="." if x else None)
-    ax.set(title=title, xlabel=xlabel, ylabel="loss", yscale="log")
+    positive = all(v > 0 for values in history.values() for v in values if v == v)  # NaN-safe
+    ax.set(title=title, xlabel=xlabel, ylabel="loss", yscale="log" if positive else "linear")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -55,6 +56,34 @@ def plot_predictions(
     ax.set(title=title, xlabel=xlabel, ylabel="value")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_forecast(
+    history: tuple[Sequence, Sequence],
+    actual: tuple[Sequence, Sequence] | None,
+    forecasts: Mapping[str, Sequence[float]],
+    x: Sequence,
+    path: str | Path,
+    band: tuple[Sequence[float], Sequence[float]] | None = None,
+    band_label: str = "interval",
+    title: str = "Forecast",
+    ylabel: str = "value",
+) -> Path:
+    """History (x, y), the actual values and named forecasts over ``x``, and an interval band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(*history, color="0.55", linewidth=1, label="history")
+    if band is not None:
+        ax.fill_between(x, band[0], band[1], color="tab:blue", alpha=0.2, linewidth=0, label=band_label)
+    if actual is not None:
+        ax.plot(*actual, color="black", linewidth=1.2, label="actual")
+    for i, (name, values) in enumerate(forecasts.items()):
+        ax.plot(x, values, linewidth=1.2, linestyle="-" if i == 0 else "--", label=name)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
     return _save(fig, path)
 
 

@@ -41,13 +41,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_dir", type=Path)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a bundle on its test part or on a file")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a bundle on its test part or on a file",
+        description="Metrics of the model beside the baselines on the test part of "
+        "the training data, or of --data (a file with the training data's columns).",
+    )
     evaluate.add_argument("bundle", type=Path)
-    evaluate.add_argument("--data", type=Path, help="a CSV file in the training data's format")
+    evaluate.add_argument("--data", type=Path, help="a .csv/.tsv/.parquet/.jsonl file with the same columns")
 
-    predict = commands.add_parser("predict", help="predict with a bundle from an input file")
+    forecast = commands.add_parser(
+        "forecast",
+        help="forecast past the end of a file",
+        description="Write the next steps after the end of every series in --input "
+        "as CSV (with interval bounds for probabilistic models) and a plot.",
+    )
+    forecast.add_argument("bundle", type=Path)
+    forecast.add_argument("--input", type=Path, required=True, help="history in the training data's columns")
+    forecast.add_argument("--horizon", type=int, default=None, help="steps ahead (default: the model's)")
+    forecast.add_argument("--output", type=Path, default=None, help="CSV path (default: print to stdout)")
+    forecast.add_argument("--plot", type=Path, default=None, help="PNG of history and forecast")
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict with a bundle from an input file",
+        description="Forecasting bundles: the same as forecast with the model's horizon.",
+    )
     predict.add_argument("bundle", type=Path)
-    predict.add_argument("input", type=Path, help="forecasting: a CSV whose target column holds the history")
+    predict.add_argument("input", type=Path, help="a file with the training data's columns")
 
     info = commands.add_parser("info", help="describe a bundle")
     info.add_argument("bundle", type=Path)
@@ -82,33 +103,68 @@ def _train(args) -> None:
 def _resume(args) -> None:
     from rnnkit.train.job import load_run_config, train_run
 
-    config = load_run_config(args.run_dir / "config.yaml", [f"out_dir={args.run_dir}"])
+    config = load_run_config(args.run_dir / "config.yaml")
+    config.out_dir = str(args.run_dir)
     train_run(config, resume=True)
 
 
 def _evaluate(args) -> None:
     from rnnkit.bundle import load_bundle
+    from rnnkit.data.tables import read_table
     from rnnkit.tasks import TASKS
 
     bundle = load_bundle(args.bundle)
     task = TASKS[bundle.config["task"]]
-    if args.data is not None:
-        dataset = task.dataset_from_file(args.data, bundle.preprocessing)
+    frame = None if args.data is None else read_table(args.data)
+    prepared = task.prepare(task.DataConfig(**bundle.config["data"]), bundle.preprocessing, frame)
+    print(task.metrics_table(task.evaluate(bundle.model, prepared)))
+
+
+def _forecast(args) -> None:
+    from rnnkit import plots
+    from rnnkit.bundle import load_bundle
+    from rnnkit.data.tables import read_table
+    from rnnkit.tasks import TASKS
+
+    bundle = load_bundle(args.bundle)
+    task = TASKS[bundle.config["task"]]
+    config = task.DataConfig(**bundle.config["data"])
+    frame = read_table(args.input)
+    table = task.forecast_frame(bundle.model, frame, config, bundle.preprocessing, args.horizon)
+    if args.output is None:
+        print(table.to_csv(index=False), end="")
     else:
-        dataset = task.prepare(task.DataConfig(**bundle.config["data"])).test
-    print(task.metrics_table(task.evaluate(bundle.model, dataset, bundle.preprocessing)))
+        table.to_csv(args.output, index=False)
+        print(f"wrote {len(table)} forecasts to {args.output}")
+    if args.plot is not None:
+        target, time = config.targets[0], config.time_column
+        history = frame.tail(3 * bundle.preprocessing["lookback"])
+        x_hist = _times(history[time]) if time else history.index
+        x = table["time"] if time else range(len(frame), len(frame) + len(table))
+        band = (table[f"{target}_lower"], table[f"{target}_upper"]) if f"{target}_lower" in table else None
+        plots.plot_forecast(
+            (x_hist, history[target]),
+            None,
+            {"forecast": table[target]},
+            x,
+            args.plot,
+            band=band,
+            band_label="80% interval",
+            title=f"{target}: forecast",
+            ylabel=target,
+        )
+        print(f"wrote {args.plot}")
+
+
+def _times(values):
+    import pandas as pd
+
+    return pd.to_datetime(values)
 
 
 def _predict(args) -> None:
-    from rnnkit.bundle import load_bundle
-    from rnnkit.tasks import TASKS
-
-    bundle = load_bundle(args.bundle)
-    task = TASKS[bundle.config["task"]]
-    series = task.read_csv_column(args.input, bundle.preprocessing["target"])
-    print("step,forecast")
-    for step, value in enumerate(task.forecast(bundle.model, series, bundle.preprocessing), start=1):
-        print(f"{step},{value:.6g}")
+    args.horizon, args.output, args.plot = None, None, None
+    _forecast(args)
 
 
 def _info(args) -> None:
@@ -127,6 +183,7 @@ COMMANDS = {
     "train": _train,
     "resume": _resume,
     "evaluate": _evaluate,
+    "forecast": _forecast,
     "predict": _predict,
     "info": _info,
     "sine": _sine,

@@ -1,11 +1,35 @@
-"""Forecaster: a recurrent encoder read at each sequence's last real step, and a direct multi-step head.
+"""Forecaster: a recurrent encoder over a lookback window, then a direct, recursive or seq2seq head.
 
-    model = build_model({"name": "forecaster", "input_size": 3, "horizon": 12})
-    predictions, state = model(torch.randn(8, 48, 3))      # (8, 12, 1), the encoder's final state
-    loss, state = model.loss(inputs, targets)              # targets (8, 12, 1)
+    model = build_model({"name": "forecaster", "lookback": 48, "horizon": 12, "num_known": 2})
+    params, state = model(inputs)                # inputs (B, 60, 3) -> params (B, 12, 1, 1)
+    loss, state = model.loss(inputs, targets)    # targets (B, 12, 1)
+    model.predict(inputs)                        # (B, 12, 1)
 
-Many-to-one, direct strategy: one linear map turns the encoder's summary of the window into all
-``horizon`` future steps at once, so no prediction is fed back as an input (no error accumulation).
+The input layout, shared with the data pipeline: ``inputs`` is (B, lookback + horizon, D) and each
+row is ``[targets (O), past covariates (num_past), known covariates (num_known)]``, so D = O +
+num_past + num_known. Rows ``0 .. lookback-1`` are the observed window. In the ``horizon`` rows after
+it only the known-future covariates (calendar features, planned prices) are filled; the model never
+reads their other columns, so nothing placed there can leak into a forecast.
+
+Strategies (compared by Taieb et al. 2012; seq2seq after Sutskever et al. 2014):
+
+- direct: the encoder's summary of the window and the horizon's known covariates go through one
+  linear map to every step at once. Nothing is fed back, so errors do not accumulate.
+- recursive: one unidirectional RNN reads the window and steps on through the horizon, reading its
+  previous target at each step. Each step reads a target with the known covariates of the step it
+  predicts (DeepAR's alignment, Salinas et al. 2020, sec. 3): step t reads [y_t, known_{t+1}] and
+  predicts y_{t+1}, so the step reading row ``lookback - 1`` predicts horizon step 0.
+- seq2seq: the encoder reads the window; a decoder RNN of the same cell, started from the encoder's
+  final state, reads [previous target, known covariates of row lookback + h] at horizon step h.
+  A bidirectional encoder's final state reaches the decoder through a linear bridge per state field,
+  mapping each layer's [forward, backward] (2H) to H.
+
+The fed-back previous target is the truth in training mode (with probability ``teacher_forcing``,
+a coin per sequence and step, as in scheduled sampling, Bengio et al. 2015) and the model's own point
+forecast (detached) in eval mode or when no targets are given.
+
+Shape letters as in :mod:`rnnkit` (B, T, D, H hidden, L layers, K directions), plus O = output_size,
+C = num_known and P = distribution parameters per value; ``lookback`` and ``horizon`` are spelt out.
 """
 
 from __future__ import annotations
@@ -17,26 +41,37 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from rnnkit.cells.init import check_init
+from rnnkit.checks import check_lengths
 from rnnkit.config import Config
-from rnnkit.errors import ShapeError
+from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.models.forecast_heads import Bridge, Interval, RolloutHead, output_distribution
 from rnnkit.models.registry import register_model
 
 ENCODERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-LOSSES = {"mse": nn.functional.mse_loss, "mae": nn.functional.l1_loss}
 
 
 class ForecasterConfig(Config):
     """What a :class:`Forecaster` is built from; stored with a trained model so loading rebuilds it.
 
+    ``input_size`` is derived (output_size + num_past + num_known) and only checked when given.
     ``dropout`` acts between stacked layers and is ignored when ``num_layers == 1`` (use
-    ``recurrent_dropout`` or ``zoneout`` there); ``nonlinearity`` applies to ``cell="rnn"`` only.
+    ``recurrent_dropout`` or ``zoneout`` there); ``nonlinearity`` applies to ``cell="rnn"`` only;
+    ``loss`` to ``distribution="point"`` only; ``teacher_forcing`` to the recursive and seq2seq
+    strategies only.
     """
 
     name: Literal["forecaster"] = "forecaster"
-    input_size: int = Field(gt=0, description="features per time step (D)")
-    output_size: int = Field(1, gt=0, description="target variables per predicted step")
-    horizon: int = Field(1, gt=0, description="steps ahead predicted at once")
+    lookback: int = Field(gt=0, description="observed rows per window")
+    horizon: int = Field(1, gt=0, description="steps ahead predicted")
+    output_size: int = Field(1, gt=0, description="target variables per step (O)")
+    num_past: int = Field(0, ge=0, description="covariates observed up to the forecast time only")
+    num_known: int = Field(0, ge=0, description="covariates known for the horizon too (C)")
+    input_size: int | None = Field(None, gt=0, description="D = output_size + num_past + num_known")
+    strategy: Literal["direct", "recursive", "seq2seq"] = "direct"
+    distribution: Literal["point", "gaussian", "quantile"] = "point"
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
+    teacher_forcing: float = Field(1.0, ge=0, le=1, description="P(feed the true previous target)")
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     hidden_size: int = Field(64, gt=0)
     num_layers: int = Field(1, gt=0)
@@ -48,103 +83,249 @@ class ForecasterConfig(Config):
     zoneout: float = Field(0.0, ge=0, lt=1)
     init: str = "default"
     loss: Literal["mse", "mae"] = "mse"
+    residual: bool = Field(False, description="direct: predict the change from the last observed targets")
+
+    @property
+    def num_features(self) -> int:
+        """D, the columns of every input row."""
+        return self.output_size + self.num_past + self.num_known
 
     @field_validator("init")
     @classmethod
     def _known_init(cls, value: str) -> str:
         return check_init(value)
 
+    @field_validator("quantiles")
+    @classmethod
+    def _valid_quantiles(cls, value: list[float]) -> list[float]:
+        if not all(0 < q < 1 for q in value):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {value}")
+        if value != sorted(set(value)):
+            raise ValueError(f"quantiles must be sorted ascending without repeats: use {sorted(set(value))}")
+        if 0.5 not in value:
+            raise ValueError(f"quantiles must contain 0.5 (the median is the point forecast), got {value}")
+        return value
+
     @model_validator(mode="after")
-    def _nonlinearity_needs_rnn(self) -> ForecasterConfig:
+    def _options_fit_together(self) -> ForecasterConfig:
         if self.nonlinearity != "tanh" and self.cell != "rnn":
             raise ValueError(
                 f"nonlinearity={self.nonlinearity!r} applies to cell='rnn' only, got cell={self.cell!r}: "
                 "drop nonlinearity or set cell='rnn'"
+            )
+        if self.input_size is not None and self.input_size != self.num_features:
+            raise ValueError(
+                f"input_size={self.input_size} must equal output_size + num_past + num_known = "
+                f"{self.output_size} + {self.num_past} + {self.num_known} = {self.num_features}: "
+                "drop input_size (it is derived) or fix the column counts"
+            )
+        if self.loss != "mse" and self.distribution != "point":
+            raise ValueError(
+                f"loss={self.loss!r} applies to distribution='point' only; distribution="
+                f"{self.distribution!r} trains by its own loss (Gaussian NLL or pinball): drop loss"
+            )
+        if self.teacher_forcing != 1.0 and self.strategy == "direct":
+            raise ValueError(
+                "teacher_forcing applies to strategy='recursive' or 'seq2seq'; the direct strategy feeds "
+                "nothing back: drop teacher_forcing or change the strategy"
+            )
+        if self.strategy == "recursive" and self.num_past:
+            raise ValueError(
+                f"strategy='recursive' needs num_past=0, got {self.num_past}: past covariates are unknown "
+                "in the horizon, so the rollout cannot read them; use strategy='direct' or 'seq2seq', "
+                "or move covariates known in advance to num_known"
+            )
+        if self.residual and self.strategy != "direct":
+            raise ValueError(
+                f"residual=True applies to strategy='direct' only, got {self.strategy!r}: the rollout "
+                "strategies already read the last observed target; drop residual"
+            )
+        if self.strategy == "recursive" and self.bidirectional:
+            raise ValueError(
+                "strategy='recursive' needs bidirectional=False: the rollout steps the same RNN forward "
+                "in time; use strategy='seq2seq' for a bidirectional encoder"
             )
         return self
 
 
 @register_model("forecaster", ForecasterConfig)
 class Forecaster(nn.Module):
-    """Window of past steps -> the next ``horizon`` steps of ``output_size`` targets.
+    """Window and horizon rows -> distribution parameters for the next ``horizon`` steps.
 
-    Inputs: inputs (B, T, D); lengths (B,) or None (outputs are read at step ``lengths - 1``);
-    state: the encoder's state (fields (L*K, B, H)) from a previous chunk, or None.
-    Outputs: predictions (B, horizon, output_size) and the encoder's final state.
+    Inputs: inputs (B, lookback + horizon, D) in the layout of the module docstring; lengths (B,)
+    or None: real observed rows per window (1 <= length <= lookback; the horizon rows stay at
+    ``lookback ..``), for the direct and seq2seq strategies; state: the encoder's starting state
+    (fields (L*K, B, H)) or None; targets (B, horizon, O), read only to teacher-force in training.
+    Outputs: params (B, horizon, O, P) and the encoder's state after the observed window. P is 1 for
+    ``distribution="point"`` (the value), 2 for ``"gaussian"`` (mean, scale > 0), and one per quantile.
 
-    The summary fed to the head is the top layer's output at each sequence's last real step. For a
-    bidirectional encoder that is the forward half at step ``length - 1`` concatenated with the
-    backward half at step 0: each is the point where its direction has read the whole sequence
-    (the backward half at ``length - 1`` has read one step only). These equal the top layer's final
-    forward and backward ``h``.
+    The direct summary is the top layer's output at each window's last real step; for a
+    bidirectional encoder, the forward half there and the backward half at step 0, where each
+    direction has read the whole window (they equal the top layer's final forward and backward h).
 
     Example:
-        >>> model = Forecaster(ForecasterConfig(input_size=3, horizon=4, output_size=2))
-        >>> model(torch.randn(5, 20, 3))[0].shape       # (5, 4, 2)
+        >>> model = Forecaster(ForecasterConfig(lookback=20, horizon=4, output_size=2))
+        >>> model(torch.randn(5, 24, 2))[0].shape        # (5, 4, 2, 1)
+        >>> model.predict(torch.randn(5, 24, 2)).shape   # (5, 4, 2)
     """
 
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
         self.config = config
+        self.output = output_distribution(config.distribution, config.loss, config.quantiles)
+        O, C, P = config.output_size, config.num_known, self.output.num_params
+        step_size = O + C  # a rollout step reads [previous target, known covariates]
+        self.encoder = self._rnn(step_size if config.strategy == "recursive" else config.num_features)
+        if config.strategy == "direct":
+            self.head = nn.Linear(self.encoder.output_size + config.horizon * C, config.horizon * O * P)
+        else:
+            self.head = RolloutHead(config.hidden_size, O, self.output, config.teacher_forcing)
+        if config.strategy == "seq2seq":
+            self.decoder = self._rnn(step_size, bidirectional=False)
+            fields = len(self.encoder.state_type._fields)
+            self.bridge = (
+                Bridge(fields, config.num_layers, config.hidden_size) if config.bidirectional else None
+            )
+
+    def _rnn(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
+        c = self.config
         options = dict(
-            layer_norm=config.layer_norm,
-            recurrent_dropout=config.recurrent_dropout,
-            zoneout=config.zoneout,
-            init=config.init,
+            layer_norm=c.layer_norm, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout, init=c.init
         )
-        if config.cell == "rnn":
-            options["nonlinearity"] = config.nonlinearity
-        if config.num_layers > 1:  # between layers only; layers warn when it would do nothing
-            options["dropout"] = config.dropout
-        self.encoder = ENCODERS[config.cell](
-            config.input_size, config.hidden_size, config.num_layers, config.bidirectional, **options
-        )
-        self.head = nn.Linear(self.encoder.output_size, config.horizon * config.output_size)
+        if c.cell == "rnn":
+            options["nonlinearity"] = c.nonlinearity
+        if c.num_layers > 1:  # between layers only; layers warn when it would do nothing
+            options["dropout"] = c.dropout
+        bidirectional = c.bidirectional if bidirectional is None else bidirectional
+        return ENCODERS[c.cell](input_size, c.hidden_size, c.num_layers, bidirectional, **options)
 
     def initial_state(self, batch_size: int) -> NamedTuple:
         """The encoder's starting state: fields (L*K, B, H), batch along dim 1."""
         return self.encoder.initial_state(batch_size)
 
     def forward(
-        self, inputs: Tensor, lengths=None, state: NamedTuple | None = None
+        self, inputs: Tensor, lengths=None, state: NamedTuple | None = None, targets: Tensor | None = None
     ) -> tuple[Tensor, NamedTuple]:
-        encoded = self.encoder(inputs, state, lengths)  # outputs (B, T, K*H)
-        summary = self._last_step(encoded.outputs, lengths)  # (B, K*H)
-        predictions = self.head(summary)  # (B, horizon * output_size)
-        shape = (-1, self.config.horizon, self.config.output_size)
-        return predictions.view(shape), encoded.state  # (B, horizon, output_size)
+        B = self._check_inputs(inputs)
+        if targets is not None:
+            self._check_targets(targets, B)
+        if lengths is not None and self.config.strategy == "recursive":
+            raise ConfigError(
+                "strategy='recursive' needs full windows (lengths=None): each step reads the next row's "
+                "known covariates, which a padded window does not have there; use strategy='direct' or "
+                "'seq2seq' for padded windows"
+            )
+        lengths = check_lengths(lengths, B, self.config.lookback)
+        strategy = {"direct": self._direct, "recursive": self._recursive, "seq2seq": self._seq2seq}
+        return strategy[self.config.strategy](inputs, lengths, state, targets)
 
     def loss(
         self, inputs: Tensor, targets: Tensor, lengths=None, state: NamedTuple | None = None
     ) -> tuple[Tensor, NamedTuple]:
-        """Mean squared (``loss="mse"``) or absolute (``"mae"``) error over every predicted value."""
-        predictions, state = self(inputs, lengths, state)
-        if not isinstance(targets, Tensor) or targets.shape != predictions.shape:
-            got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-            fix = " (add the last axis with targets.unsqueeze(-1))" if got == predictions.shape[:2] else ""
-            raise ShapeError(
-                f"targets must be (B, horizon, output_size) = {tuple(predictions.shape)}, got {got}{fix}"
-            )
-        return LOSSES[self.config.loss](predictions, targets.to(predictions.dtype)), state
+        """MSE or MAE (point), Gaussian NLL (gaussian) or mean pinball loss (quantile) over every value."""
+        params, state = self(inputs, lengths, state, targets)
+        return self.output.loss(params, targets.to(params.dtype)), state
 
     @torch.no_grad()
-    def predict(self, inputs: Tensor, lengths=None) -> Tensor:
-        """Predictions (B, horizon, output_size) in eval mode, without gradients; the mode is restored."""
+    def predict_params(self, inputs: Tensor, lengths=None) -> Tensor:
+        """params (B, horizon, O, P) in eval mode without gradients, quantiles sorted; mode restored."""
         was_training = self.training
         self.eval()
         try:
-            return self(inputs, lengths)[0]
+            return self.output.sort(self(inputs, lengths)[0])
         finally:
             self.train(was_training)
 
-    def _last_step(self, outputs: Tensor, lengths) -> Tensor:
-        """outputs (B, T, K*H) -> (B, K*H): forward half at the last real step, backward half at step 0."""
+    def predict(self, inputs: Tensor, lengths=None) -> Tensor:
+        """The point forecast (B, horizon, O): the value, the mean or the median."""
+        return self.output.point(self.predict_params(inputs, lengths))
+
+    def predict_interval(self, inputs: Tensor, level: float = 0.8, lengths=None) -> Interval:
+        """Interval(point, lower, upper), each (B, horizon, O): a central interval covering ``level``.
+
+        Gaussian: mean -+ z scale, z the normal quantile of (1 + level) / 2. Quantile: the quantiles
+        (1 - level) / 2 and (1 + level) / 2, which must be among ``quantiles``.
+        """
+        self.output.check_interval(level)  # before the forward pass: a wrong level fails fast
+        return self.output.interval(self.predict_params(inputs, lengths), level)
+
+    def _direct(self, inputs, lengths, state, targets) -> tuple[Tensor, NamedTuple]:
+        c, P = self.config, self.output.num_params
+        encoded = self.encoder(inputs[:, : c.lookback], state, lengths)  # outputs (B, lookback, K*H)
+        summary = self._last_step(encoded.outputs, lengths)  # (B, K*H)
+        if c.num_known:
+            future = self._known(inputs[:, c.lookback :]).flatten(1)  # (B, horizon * C)
+            summary = torch.cat([summary, future], -1)  # (B, K*H + horizon * C)
+        raw = self.head(summary).view(-1, c.horizon, c.output_size, P)  # (B, horizon, O, P)
+        params = self.output.constrain(raw)
+        if c.residual:  # the head learns the change from persistence (the last observed targets)
+            params = self.output.shift(params, self._last_target(inputs, lengths)[:, None])  # + (B, 1, O)
+        return params, encoded.state
+
+    def _last_target(self, inputs: Tensor, lengths) -> Tensor:
+        """(B, O): the targets at each window's last observed row."""
+        O, n = self.config.output_size, self.config.lookback
         if lengths is None:
-            at_last = outputs[:, -1]  # (B, K*H)
+            return inputs[:, n - 1, :O]
+        rows = (lengths.to(inputs.device) - 1).clamp(min=0)  # (B,)
+        return inputs[torch.arange(len(rows), device=inputs.device), rows, :O]
+
+    def _recursive(self, inputs, lengths, state, targets) -> tuple[Tensor, NamedTuple]:
+        n, O = self.config.lookback, self.config.output_size
+        known = self._known(inputs)  # (B, lookback + horizon, C)
+        # step t reads y_t beside known_{t+1}, the covariates of the step it predicts
+        steps = torch.cat([inputs[:, :n, :O], known[:, 1 : n + 1]], -1)  # (B, lookback, O + C)
+        encoded = self.encoder(steps, state)  # outputs (B, lookback, H)
+        first = self.head(encoded.outputs[:, -1:])  # (B, 1, O, P): horizon step 0
+        if self.config.horizon == 1:
+            return first, encoded.state
+        truth = None if targets is None else targets.to(first.dtype)  # (B, horizon, O)
+        previous = self.head.feedback(first[:, 0], None if truth is None else truth[:, 0])  # (B, O)
+        later = None if truth is None else truth[:, 1:]  # (B, horizon - 1, O)
+        rest = self.head.rollout(self.encoder, encoded.state, previous, known[:, n + 1 :], later)
+        return torch.cat([first, rest], 1), encoded.state  # rest (B, horizon - 1, O, P)
+
+    def _seq2seq(self, inputs, lengths, state, targets) -> tuple[Tensor, NamedTuple]:
+        n, O = self.config.lookback, self.config.output_size
+        encoded = self.encoder(inputs[:, :n], state, lengths)  # state fields (L*K, B, H)
+        last = self._last_step(inputs[:, :n, :O], lengths, both_halves=False)  # (B, O): last observed y
+        truth = None if targets is None else targets.to(inputs.dtype)
+        known = self._known(inputs[:, n:])  # (B, horizon, C)
+        start = encoded.state if self.bridge is None else self.bridge(encoded.state)  # fields (L, B, H)
+        return self.head.rollout(self.decoder, start, last, known, truth), encoded.state
+
+    def _known(self, rows: Tensor) -> Tensor:
+        """(B, n, D) -> the known covariates (B, n, C); width 0 when num_known is 0."""
+        return rows[..., self.config.output_size + self.config.num_past :]
+
+    def _last_step(self, outputs: Tensor, lengths, both_halves: bool = True) -> Tensor:
+        """outputs (B, T, F) -> (B, F) at the last real step; bidirectional: the backward half at step 0."""
+        if lengths is None:
+            at_last = outputs[:, -1]  # (B, F)
         else:
-            last = torch.as_tensor(lengths).to(outputs.device, torch.long) - 1  # (B,)
-            at_last = outputs[torch.arange(len(last), device=outputs.device), last]  # (B, K*H)
-        if not self.config.bidirectional:
+            last = lengths.to(outputs.device) - 1  # (B,)
+            at_last = outputs[torch.arange(len(last), device=outputs.device), last]  # (B, F)
+        if not (both_halves and self.config.bidirectional):
             return at_last
         H = self.config.hidden_size
         return torch.cat([at_last[:, :H], outputs[:, 0, H:]], -1)  # (B, 2H)
+
+    def _check_inputs(self, inputs) -> int:
+        c = self.config
+        expected = f"(B, lookback + horizon, D) = (B, {c.lookback + c.horizon}, {c.num_features})"
+        if not isinstance(inputs, Tensor):
+            raise ShapeError(f"inputs must be a torch.Tensor {expected}, got {type(inputs).__name__}")
+        got = tuple(inputs.shape)
+        if inputs.dim() != 3 or got[1:] != (c.lookback + c.horizon, c.num_features):
+            fix = ""
+            if inputs.dim() == 3 and got[1] == c.lookback:
+                fix = ": append the horizon rows (known covariates filled, the other columns zero)"
+            raise ShapeError(f"inputs must be {expected}, got {got}{fix}")
+        return got[0]
+
+    def _check_targets(self, targets, batch_size: int) -> None:
+        expected = (batch_size, self.config.horizon, self.config.output_size)
+        if not isinstance(targets, Tensor) or tuple(targets.shape) != expected:
+            got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+            fix = " (add the last axis with targets.unsqueeze(-1))" if got == expected[:2] else ""
+            raise ShapeError(f"targets must be (B, horizon, output_size) = {expected}, got {got}{fix}")

@@ -16,12 +16,11 @@ from rnnkit.data import stack_pairs
 
 @dataclass
 class Prepared:
-    """Datasets for one run, the preprocessing state to save, and what the data fixes in the model."""
+    """Datasets for one run, the preprocessing state to save, and what evaluation needs beside."""
 
     train: Dataset
     validation: Dataset | None
     test: Dataset | None
     preprocessing: dict[str, Any]
-    model_defaults: dict[str, Any]  # e.g. input_size, output_size, horizon
     collate: Callable = stack_pairs
     extra: dict[str, Any] = field(default_factory=dict)

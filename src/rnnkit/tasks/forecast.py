@@ -1,162 +1,368 @@
-"""Forecasting: a series from a CSV file or a synthetic generator, windowed, scaled, split in time.
+"""Forecasting: a table of one or many series -> windows -> a Forecaster, judged against baselines.
 
-The scaler is fitted on the values the training windows see and nothing later; the test windows
-are the last ``test_fraction`` of all windows, in time order, never shuffled across time.
+The data comes from a file (CSV, TSV, parquet, JSON lines), a table a package ships
+(``dataset: seattle_weather``, from vega_datasets) or a synthetic generator. Parts are split in
+time (fractions, row counts or a date); scalers are fitted on the training part only; every
+evaluation prints the model beside the last-value, seasonal-naive, drift and mean baselines over
+the test part's rolling origins (one forecast from every test step, a backtest without refitting).
 """
 
 from __future__ import annotations
 
-import csv
-import math
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
 from rnnkit.config import Config
-from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature, sliding_windows
-from rnnkit.errors import DataError
+from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
+from rnnkit.data.series import (
+    Columns,
+    Series,
+    calendar_features,
+    future_times,
+    load_series,
+    make_windows,
+    split_points,
+)
+from rnnkit.data.tables import read_table
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
 from rnnkit.tasks.base import Prepared
 
+DEFAULT_MODEL = "forecaster"
 GENERATORS = {"sine": noisy_sine, "seasonal_temperature": seasonal_temperature}
+Part = float | int | str  # a fraction of the rows, a number of rows, or the date the part starts
 
 
 class SeriesDataConfig(Config):
-    """One series: ``path`` (CSV with a ``target`` column) or a ``synthetic`` generator."""
+    """Where the series comes from, which columns play which part, and how windows are cut."""
 
     kind: Literal["series"] = "series"
-    path: str | None = None
-    target: str = "value"
+    path: str | None = Field(None, description="a .csv, .tsv, .parquet or .jsonl file")
+    dataset: Literal["seattle_weather"] | None = Field(None, description="a table a package ships")
     synthetic: Literal["sine", "seasonal_temperature"] | None = None
-    synthetic_options: dict[str, float | int] = Field(default_factory=dict, description="generator arguments")
+    synthetic_options: dict[str, float | int] = Field(default_factory=dict)
+    time_column: str | None = None
+    id_column: str | None = Field(None, description="many series stacked in one table, keyed by this column")
+    targets: list[str] = Field(default_factory=lambda: ["value"], min_length=1)
+    past_covariates: list[str] = Field(default_factory=list, description="observed up to now only")
+    known_covariates: list[str] = Field(default_factory=list, description="known ahead, e.g. holidays")
+    calendar: list[Literal["day_of_week", "day_of_year", "month", "hour"]] = Field(default_factory=list)
+    missing: Literal["error", "ffill", "interpolate", "zero"] = "error"
     lookback: int = Field(10, gt=0)
     horizon: int = Field(1, gt=0)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    validation_fraction: float = Field(0.0, ge=0, lt=1, description="of the training windows, the latest")
+    stride: int = Field(1, gt=0, description="steps between training windows")
+    test: Part = Field(0.2, description="fraction, row count, or the date the test part starts")
+    validation: Part = Field(0.0, description="the same, for the part just before the test part")
     scaler: Literal["none", "minmax", "standard", "robust"] = "none"
+    season: int = Field(
+        1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
+    )
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("set exactly one of data.path (a CSV file) and data.synthetic")
+        if sum(x is not None for x in (self.path, self.dataset, self.synthetic)) > 1:
+            raise ValueError("set only one of data.path, data.dataset and data.synthetic")
         return self
 
 
-def load_series(config: SeriesDataConfig) -> np.ndarray:
-    """The raw series (N,) float32."""
-    if config.synthetic is not None:
-        return GENERATORS[config.synthetic](**config.synthetic_options)
-    return read_csv_column(config.path, config.target)
+DataConfig = SeriesDataConfig
 
 
-def read_csv_column(path: str | Path, column: str) -> np.ndarray:
-    """One numeric column of a CSV file with a header, as float32; empty or bad cells are errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if column not in (reader.fieldnames or []):
-            raise DataError(f"{path} has no column {column!r}; its columns are {reader.fieldnames}")
-        cells = [row[column] for row in reader]
-    values = np.array([_number(cell) for cell in cells], dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        rows = (bad[:5] + 2).tolist()  # file line numbers: header is line 1
-        raise DataError(
-            f"{path}: column {column!r} is empty or not a number on lines {rows}: fill or drop them"
+def read_frame(config: SeriesDataConfig) -> pd.DataFrame:
+    """The table the config names; a DataFrame can also go straight to :func:`prepare`."""
+    if config.path is config.dataset is config.synthetic is None:
+        raise DataError("no data: set data.path, data.dataset or data.synthetic (or pass a DataFrame)")
+    if config.path is not None:
+        return read_table(config.path)
+    if config.dataset == "seattle_weather":
+        try:
+            from vega_datasets import data
+        except ImportError:
+            raise DataError(
+                "dataset seattle_weather needs vega_datasets: pip install 'rnnkit[examples]'"
+            ) from None
+        return data.seattle_weather()
+    generator = GENERATORS[config.synthetic]
+    valid = set(inspect.signature(generator).parameters)
+    unknown = sorted(set(config.synthetic_options) - valid)
+    if unknown:
+        raise ConfigError(
+            f"data.synthetic_options: unknown option(s) {unknown} for {config.synthetic!r}; "
+            f"valid options are {sorted(valid)}"
         )
-    if values.size == 0:
-        raise DataError(f"{path} has no rows")
-    return values
+    values = generator(**config.synthetic_options)
+    if config.synthetic == "sine":
+        return pd.DataFrame({"value": values})
+    return pd.DataFrame({"date": pd.date_range("2020-01-01", periods=len(values), freq="D"), "value": values})
 
 
-def _number(cell: str) -> float:
-    try:
-        return float(cell)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def prepare(config: SeriesDataConfig) -> Prepared:
-    series = load_series(config)
-    L, H = config.lookback, config.horizon
-    n_windows = len(series) - L - H + 1
-    n_test = max(1, round(n_windows * config.test_fraction))
-    n_train = n_windows - n_test
-    n_val = round(n_train * config.validation_fraction)
-    if n_windows < 2 or n_train - n_val < 1:
-        raise DataError(
-            f"a series of {len(series)} steps gives {max(n_windows, 0)} windows of lookback {L} "
-            f"+ horizon {H}: too few to split; shorten the windows or give more data"
-        )
-    scaler = make_scaler(config.scaler).fit(series[: n_train - n_val + L + H - 1])  # training targets only
-    inputs, targets = sliding_windows(scaler.transform(series), L, H)  # (S, L, 1), (S, H, 1)
-    parts = {
-        "train": slice(0, n_train - n_val),
-        "validation": slice(n_train - n_val, n_train),
-        "test": slice(n_train, n_windows),
-    }
-    sets = {
-        k: TensorDataset(torch.from_numpy(inputs[s]), torch.from_numpy(targets[s])) for k, s in parts.items()
-    }
-    return Prepared(
-        train=sets["train"],
-        validation=sets["validation"] if n_val else None,
-        test=sets["test"],
-        preprocessing={"scaler": scaler.state_dict(), "lookback": L, "horizon": H, "target": config.target},
-        model_defaults={"input_size": 1, "output_size": 1, "horizon": H},
+def columns_of(config: SeriesDataConfig) -> Columns:
+    return Columns(
+        config.time_column,
+        tuple(config.targets),
+        tuple(config.past_covariates),
+        tuple(config.known_covariates),
+        config.id_column,
     )
 
 
-DataConfig = SeriesDataConfig
-DEFAULT_MODEL = "forecaster"
+def _bounds(series: Series, config: SeriesDataConfig) -> tuple[int, int]:
+    """(a, b): the validation part starts at row a and the test part at row b."""
+    n = len(series.targets)
+    test, validation = (_rows_from_end(series, p, n) for p in (config.test, config.validation))
+    if isinstance(config.validation, str):  # a date: the validation part runs up to the test part
+        test_rows = round(n * test) if isinstance(test, float) else test
+        validation = validation - test_rows
+    return split_points(n, test, validation)
 
 
-def dataset_from_file(path: str | Path, preprocessing: dict[str, Any]) -> TensorDataset:
-    """Every window of the ``target`` column of a CSV file, scaled as in training (for evaluation)."""
-    scaler = scaler_from_state(preprocessing["scaler"])
-    series = scaler.transform(read_csv_column(path, preprocessing["target"]))
-    inputs, targets = sliding_windows(series, preprocessing["lookback"], preprocessing["horizon"])
-    return TensorDataset(torch.from_numpy(inputs), torch.from_numpy(targets))
+def _rows_from_end(series: Series, part: Part, n: int) -> float | int:
+    if not isinstance(part, str):
+        return part
+    if series.times is None:
+        raise DataError(f"a split at the date {part!r} needs data.time_column")
+    start = int(series.times.searchsorted(pd.Timestamp(part)))
+    return n - start
 
 
-def evaluate(
-    model: torch.nn.Module, dataset: TensorDataset, preprocessing: dict[str, Any]
-) -> dict[str, float]:
-    """MAE, RMSE and MSE of the model and of the last-value baseline, in the series' own units."""
-    scaler = scaler_from_state(preprocessing["scaler"])
-    inputs, targets = dataset.tensors
+def prepare(
+    config: SeriesDataConfig, preprocessing: dict[str, Any] | None = None, frame: pd.DataFrame | None = None
+) -> Prepared:
+    """Windows for training, validation and test. With a bundle's ``preprocessing`` its fitted
+    scalers are used instead of fitting new ones (evaluating a trained model on this data)."""
+    frame = read_frame(config) if frame is None else frame
+    all_series = load_series(frame, columns_of(config), tuple(config.calendar), config.missing)
+    bounds = [_bounds(s, config) for s in all_series]
+    preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)
+    scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
+
+    def cut(parts: list[tuple[int, int]], stride: int = 1):
+        return make_windows(all_series, config.lookback, config.horizon, parts, *scalers, stride=stride)
+
+    ends = [len(s.targets) for s in all_series]
+    test = cut([(b, n) for (_, b), n in zip(bounds, ends, strict=True)])
+    validation = cut(bounds) if any(b > a for a, b in bounds) else None
+    return Prepared(
+        train=_dataset(cut([(0, a) for a, _ in bounds], config.stride)),
+        validation=None if validation is None else _dataset(validation),
+        test=_dataset(test),
+        preprocessing=preprocessing,
+        extra={"series": all_series, "test_windows": test, "bounds": bounds},
+    )
+
+
+def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bounds) -> dict[str, Any]:
+    """Scalers and the MASE scale, from the training rows [0, a) of every series only."""
+    train = [(s, a) for s, (a, _) in zip(all_series, bounds, strict=True)]
+    scalers = {
+        f: _fit_scaler(config.scaler, [getattr(s, f)[:a] for s, a in train])
+        for f in ("targets", "past", "known")
+    }
+    mase = [
+        float(np.mean([seasonal_scale(s.targets[:a, j], config.season) for s, a in train]))
+        for j in range(len(config.targets))
+    ]
+    return {
+        "columns": columns_of(config).__dict__,
+        "calendar": list(config.calendar),
+        "missing": config.missing,
+        "lookback": config.lookback,
+        "horizon": config.horizon,
+        "season": config.season,
+        "scalers": {k: v.state_dict() for k, v in scalers.items()},
+        "mase_scale": mase,
+    }
+
+
+def model_defaults(config: SeriesDataConfig) -> dict[str, int]:
+    """What the data fixes in a Forecaster's config: window sizes and the column layout."""
+    return {
+        "lookback": config.lookback,
+        "horizon": config.horizon,
+        "output_size": len(config.targets),
+        "num_past": len(config.past_covariates),
+        "num_known": len(config.known_covariates) + 2 * len(config.calendar),
+    }
+
+
+def _fit_scaler(name: str, parts: list[np.ndarray]):
+    values = np.concatenate(parts)  # (N, F)
+    return make_scaler(name).fit(values) if values.shape[1] else make_scaler("none")  # no columns: identity
+
+
+def _dataset(windows) -> TensorDataset:
+    return TensorDataset(torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets))
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+
+def forecasts(
+    model: torch.nn.Module, inputs: torch.Tensor, preprocessing: dict[str, Any], level: float = 0.8
+):
+    """(point, lower, upper) in the targets' own units, each (S, H, n_targets); no bounds for point models."""
     device = next(model.parameters()).device
-    predicted = model.predict(inputs.to(device)).cpu().numpy()  # (S, H, 1)
-    unscale = lambda a: scaler.inverse_transform(a.reshape(-1, 1)).reshape(a.shape)  # noqa: E731
-    actual = unscale(targets.numpy())
-    last = np.repeat(inputs.numpy()[:, -1:, :], actual.shape[1], axis=1)  # (S, H, 1)
-    metrics: dict[str, float] = {"windows": len(actual)}
-    for name, guess in (("model", unscale(predicted)), ("last_value", unscale(last))):
-        error = guess - actual
-        metrics[f"{name}_mae"] = float(np.abs(error).mean())
-        metrics[f"{name}_rmse"] = float(np.sqrt((error**2).mean()))
-    return metrics
+    target_scaler = scaler_from_state(preprocessing["scalers"]["targets"])
+    if getattr(model.config, "distribution", "point") == "point":
+        outputs = [model.predict(inputs.to(device)), None, None]
+    else:
+        outputs = list(model.predict_interval(inputs.to(device), level=level))
+    return [None if o is None else _unscale(target_scaler, o.cpu().numpy()) for o in outputs]
 
 
-def metrics_table(metrics: dict[str, float]) -> str:
-    lines = [f"test windows: {metrics['windows']}", f"  {'':<14}{'MAE':>10}{'RMSE':>10}"]
-    for name, label in (("model", "model"), ("last_value", "last value")):
-        lines.append(f"  {label:<14}{metrics[f'{name}_mae']:>10.4f}{metrics[f'{name}_rmse']:>10.4f}")
+def _unscale(scaler, values: np.ndarray) -> np.ndarray:
+    return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
+
+
+def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
+    """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target."""
+    windows, all_series = prepared.extra["test_windows"], prepared.extra["series"]
+    pre = prepared.preprocessing
+    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
+    H, names = pre["horizon"], pre["columns"]["targets"]
+    actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
+    results: dict[str, Any] = {"windows": len(actual), "horizon": H, "season": pre["season"]}
+    steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
+    for j, name in enumerate(names):
+        guesses = {"model": point[..., j]}
+        for b in BASELINES:
+            guesses[b] = np.concatenate(
+                [
+                    baseline(b, s.targets[:, j], windows.origin[windows.series == i], H, pre["season"])
+                    for i, s in enumerate(all_series)
+                    if (windows.series == i).any()
+                ]
+            )
+        for key, cols in steps.items():
+            results.setdefault(name, {})[key] = {
+                who: forecast_metrics(
+                    actual[:, cols, j],
+                    g[:, cols],
+                    pre["mase_scale"][j],
+                    *((lower[:, cols, j], upper[:, cols, j]) if who == "model" and lower is not None else ()),
+                )
+                for who, g in guesses.items()
+            }
+    return results
+
+
+def metrics_table(results: dict[str, Any]) -> str:
+    lines = [f"test part: {results['windows']} forecast origins, horizon {results['horizon']}"]
+    labels = {
+        "model": "model",
+        "last_value": "last value (persistence)",
+        "seasonal_naive": f"seasonal naive ({results['season']})",
+        "drift": "drift",
+        "mean": "mean",
+    }
+    for name, per_step in results.items():
+        if not isinstance(per_step, dict):
+            continue
+        for key, rows in per_step.items():
+            title = "all steps" if key == "all" else f"step {key[1:]} ahead"
+            columns = [c for c in ("MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage") if c in rows["model"]]
+            lines.append(f"\n{name}, {title}:")
+            lines.append("  " + f"{'':<28}" + "".join(f"{c:>10}" for c in columns))
+            for who, metrics in rows.items():
+                cells = "".join(f"{metrics[c]:>10.3f}" if c in metrics else f"{'':>10}" for c in columns)
+                lines.append(f"  {labels[who]:<28}{cells}")
     return "\n".join(lines)
 
 
-def forecast(model: torch.nn.Module, series: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
-    """The next ``horizon`` values after the last ``lookback`` values of ``series`` (N,)."""
-    lookback = preprocessing["lookback"]
-    if len(series) < lookback:
-        raise DataError(f"the input has {len(series)} values; the model reads the last {lookback}")
-    scaler = scaler_from_state(preprocessing["scaler"])
-    window = scaler.transform(series[-lookback:].astype(np.float32))  # (L,)
-    inputs = torch.from_numpy(window).view(1, lookback, 1).to(next(model.parameters()).device)
-    predicted = model.predict(inputs).cpu().numpy().reshape(-1, 1)  # (H, 1)
-    return scaler.inverse_transform(predicted)[:, 0]
+# ---- forecasting new data and plots -------------------------------------------------------------
+
+
+def forecast_frame(
+    model: torch.nn.Module,
+    frame: pd.DataFrame,
+    config: SeriesDataConfig,
+    preprocessing: dict[str, Any],
+    horizon: int | None = None,
+    level: float = 0.8,
+) -> pd.DataFrame:
+    """The next ``horizon`` steps after the end of every series in ``frame``, in a long table."""
+    H, L = preprocessing["horizon"], preprocessing["lookback"]
+    horizon = H if horizon is None else horizon
+    if not 1 <= horizon <= H:
+        raise DataError(
+            f"this model forecasts up to {H} steps ahead; asked for {horizon}: "
+            f"retrain with data.horizon={horizon}"
+        )
+    if config.known_covariates:
+        raise DataError(
+            f"forecasting past the end of the file needs future values of {config.known_covariates}; "
+            "only calendar features are generated for future steps"
+        )
+    all_series = load_series(frame, columns_of(config), tuple(config.calendar), config.missing)
+    scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
+    rows, windows = [], []
+    for s in all_series:
+        if len(s.targets) < L:
+            raise DataError(f"series {s.key!r} has {len(s.targets)} rows; the model reads the last {L}")
+        times = None if s.times is None else future_times(s.times, H)
+        known = np.zeros((H, s.known.shape[1]), np.float32)
+        if config.calendar:
+            known = calendar_features(times, config.calendar)
+        observed = np.concatenate(
+            [scalers[0].transform(s.targets[-L:]), scalers[1].transform(s.past[-L:])], 1
+        )
+        future = np.concatenate(
+            [np.zeros((H, observed.shape[1]), np.float32), scalers[2].transform(known)], 1
+        )
+        past_known = scalers[2].transform(s.known[-L:])
+        windows.append(np.concatenate([np.concatenate([observed, past_known], 1), future], 0))  # (L + H, D)
+        rows.append((s.key, times))
+    point, lower, upper = forecasts(
+        model, torch.from_numpy(np.stack(windows).astype(np.float32)), preprocessing, level
+    )
+    records = []
+    for i, (key, times) in enumerate(rows):
+        for h in range(horizon):
+            record = {"series": key} if config.id_column else {}
+            record.update({"time": None if times is None else times[h], "step": h + 1})
+            for j, name in enumerate(config.targets):
+                record[name] = point[i, h, j]
+                if lower is not None:
+                    record[f"{name}_lower"], record[f"{name}_upper"] = lower[i, h, j], upper[i, h, j]
+            records.append(record)
+    table = pd.DataFrame.from_records(records)
+    return table.drop(columns="time") if config.time_column is None else table
+
+
+def plot_test(model: torch.nn.Module, prepared: Prepared, out_dir: Path, steps: list[int]) -> list[Path]:
+    """For each step k: the test part of the first series with the model's k-step-ahead forecasts,
+    their interval, and the persistence forecast, after the months before it."""
+    from rnnkit import plots
+
+    windows, s = prepared.extra["test_windows"], prepared.extra["series"][0]
+    pre = prepared.preprocessing
+    mine = windows.series == 0
+    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs[mine]), pre)
+    origins, name = windows.origin[mine], pre["columns"]["targets"][0]
+    x_all = s.times if s.times is not None else np.arange(len(s.targets))
+    start = max(0, origins[0] - 3 * max(pre["lookback"], 30))
+    paths = []
+    for k in sorted(set(steps)):
+        x = x_all[origins + k]
+        band = None if lower is None else (lower[:, k - 1, 0], upper[:, k - 1, 0])
+        paths.append(
+            plots.plot_forecast(
+                (x_all[start : origins[0] + 1], s.targets[start : origins[0] + 1, 0]),
+                (x, s.targets[origins + k, 0]),
+                {f"model, {k} step(s) ahead": point[:, k - 1, 0], "persistence": s.targets[origins, 0]},
+                x,
+                out_dir / f"forecast_step{k}.png",
+                band=band,
+                band_label="80% interval",
+                title=f"{name}: test part, forecasts made {k} step(s) ahead",
+                ylabel=name,
+            )
+        )
+    return paths

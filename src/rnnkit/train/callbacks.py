@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,9 @@ class LossCurve(Callback):
 
 
 def default_callbacks(run_dir: Path, progress: bool = True, tensorboard: bool = True) -> list[Callback]:
-    callbacks: list[Callback] = [CSVLogger(run_dir / "log.csv"), LossCurve(run_dir / "loss.png")]
+    callbacks: list[Callback] = [CSVLogger(run_dir / "log.csv")]
+    if importlib.util.find_spec("matplotlib") is not None:  # plots are optional: pip install 'rnnkit[plots]'
+        callbacks.append(LossCurve(run_dir / "loss.png"))
     if progress:
         callbacks.insert(0, ProgressBar())
     if tensorboard:

@@ -62,13 +62,17 @@ class LossModule(nn.Module):
         return self.model.loss(*args, **kwargs)
 
 
-def all_true(flag: torch.Tensor, info: Dist) -> bool:
-    """A boolean that holds on every process (so all of them take the same branch)."""
+def mean_if_finite(value: torch.Tensor, info: Dist) -> float | None:
+    """The mean of a scalar over all processes, or None when it is not finite on any of them.
+
+    One all-reduce carries both, so every process takes the same branch.
+    """
+    finite = torch.isfinite(value)
     if not info.enabled:
-        return bool(flag)
-    value = flag.to(torch.float32).reshape(1)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item() > 0)
+        return float(value) if finite else None
+    packed = torch.stack([torch.where(finite, value, 0.0), (~finite).to(value.dtype)]).to(torch.float64)
+    dist.all_reduce(packed)
+    return None if packed[1] > 0 else float(packed[0]) / info.world_size
 
 
 def wrap(model: nn.Module, info: Dist) -> nn.Module:

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from rnnkit.bundle import save_bundle
 from rnnkit.config import Config, dump_yaml, load_config
+from rnnkit.errors import ConfigError, RnnkitError
 from rnnkit.models import build_model, model_config
 from rnnkit.runtime import seed_everything
 from rnnkit.tasks import TASKS
@@ -38,10 +39,21 @@ class RunConfig(Config):
 def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     """Read, override and validate a run config, the model section included (before any data loads)."""
     config = load_config(RunConfig, path, overrides)
-    model = {"name": TASKS[config.task].DEFAULT_MODEL, **config.model}
-    config.model = model
-    model_config({"input_size": 1, **model})  # unknown or bad model keys fail now, not after loading data
+    config.model = {"name": TASKS[config.task].DEFAULT_MODEL, **config.model}
+    resolve_model(config)  # bad model keys fail now, before any data loads
     return config
+
+
+def resolve_model(config: RunConfig) -> Config:
+    """The model config: the model section plus what the data fixes (window sizes, column counts)."""
+    fixed = TASKS[config.task].model_defaults(config.data)
+    for key, value in fixed.items():
+        if key in config.model and config.model[key] != value:
+            raise ConfigError(
+                f"model.{key} is fixed by the data section to {value}, got {config.model[key]}: "
+                f"drop model.{key}"
+            )
+    return model_config({**config.model, **fixed})
 
 
 def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -50,7 +62,7 @@ def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None
     try:
         task, run_dir = TASKS[config.task], Path(config.out_dir)
         prepared = task.prepare(config.data)
-        model_cfg = model_config({**prepared.model_defaults, **config.model})
+        model_cfg = resolve_model(config)
         seed_everything(config.train.seed)
         model = build_model(model_cfg)
         resolved = config.model_copy(update={"model": model_cfg.model_dump(mode="json")})
@@ -61,13 +73,25 @@ def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None
         trainer.fit(prepared.train, prepared.validation, resume=resume)
         if not dist.is_main:
             return {}
-        metrics = task.evaluate(model, prepared.test, prepared.preprocessing)
+        metrics = task.evaluate(model, prepared)
         metrics.update(steps=trainer.step, best_step=trainer.best_step, stopped_early=trainer.stopped_early)
-        bundle = save_bundle(
-            run_dir / "bundle", model, resolved.model_dump(mode="json"), prepared.preprocessing, metrics
+        resolved_dict = resolved.model_dump(mode="json")
+        bundle = save_bundle(run_dir / "bundle", model, resolved_dict, prepared.preprocessing, metrics)
+        how = (
+            f"stopped early, weights of step {trainer.best_step} restored"
+            if trainer.stopped_early
+            else "done"
         )
+        log(f"\ntrained {trainer.step} steps ({how}); evaluating on the test part")
         log(task.metrics_table(metrics))
-        log(f"run directory {run_dir}: config.yaml, log.csv, loss.png, checkpoints/, bundle {bundle}")
+        written = ["config.yaml", "log.csv", "checkpoints/", f"{bundle.name}/"]
+        try:
+            written += ["loss.png"] + [
+                p.name for p in task.plot_test(model, prepared, run_dir, [1, config.data.horizon])
+            ]
+        except RnnkitError as error:  # matplotlib is an optional extra
+            log(f"no plots: {error}")
+        log(f"\nwrote {run_dir}/: {', '.join(written)}")
         return metrics
     finally:
         distributed.teardown()

@@ -156,7 +156,8 @@ class Trainer:
         with nullcontext() if boundary or not self.dist.enabled else self.module.no_sync():
             with self._autocast():
                 loss, state = self.module(inputs, targets, lengths=lengths, state=self.carried)
-            if not distributed.all_true(torch.isfinite(loss.detach()), self.dist):
+            value = distributed.mean_if_finite(loss.detach(), self.dist)  # the global batch's loss
+            if value is None:
                 self._non_finite(f"loss ({loss.item()})")
                 return False
             scaled = loss / self.config.accumulate
@@ -164,9 +165,9 @@ class Trainer:
         carry = self._stream or (self.config.tbptt is not None and not last)
         self.carried = _detach(state) if carry else None
         self.micro += 1
-        self._loss_sum += loss.item()
+        self._loss_sum += value
         self._loss_count += 1
-        self._last_loss, self._last_rows = loss.item(), inputs.shape[0] * self.dist.world_size
+        self._last_loss, self._last_rows = value, inputs.shape[0] * self.dist.world_size
         return True
 
     def _optimizer_step(self, val: Data | None) -> None:
@@ -427,7 +428,9 @@ def epoch_order(
     batches one process with batch N*b sees, as torch's DistributedSampler does.
     """
     if shuffle:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # (seed, epoch) pairs never collide
+        generator = torch.Generator().manual_seed(
+            seed * 1_000_003 + epoch
+        )  # (seed, epoch) pairs never collide
         order = torch.randperm(n, generator=generator).tolist()
     else:
         order = list(range(n))

@@ -1,0 +1,225 @@
+"""Time series from tables: checked, filled, given calendar features, split in time, scaled, windowed.
+
+A table holds one series, or many stacked and keyed by an ``id`` column, with a time column, one or
+more targets, past covariates (observed up to now only) and known covariates (known ahead, such as
+calendar features). Windows are laid out for :class:`rnnkit.models.Forecaster`:
+
+    inputs (S, L + H, D), D = targets + past + known columns, in that order. Rows 0..L-1 are the
+    observed window; rows L..L+H-1 are the horizon, where only the known columns are filled and the
+    rest is zero, so no future target or past covariate can leak in.
+    targets (S, H, number of targets).
+
+Each window belongs to the part (train, validation, test) that holds all of its target rows; the
+scalers are fitted on the training part's rows only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rnnkit.data.scalers import Scaler
+from rnnkit.data.tables import require_columns
+from rnnkit.errors import DataError
+
+CALENDAR = {  # name -> (function of a DatetimeIndex giving a phase in [0, 1), column prefix)
+    "day_of_week": lambda t: t.day_of_week / 7,
+    "day_of_year": lambda t: (t.day_of_year - 1) / 365.25,
+    "month": lambda t: (t.month - 1) / 12,
+    "hour": lambda t: t.hour / 24,
+}
+FILLS = ("error", "ffill", "interpolate", "zero")
+
+
+@dataclass(frozen=True)
+class Columns:
+    time: str | None
+    targets: tuple[str, ...]
+    past: tuple[str, ...] = ()
+    known: tuple[str, ...] = ()
+    id: str | None = None
+
+
+@dataclass
+class Series:
+    """One checked series: values as float32 arrays over its rows, and its timestamps."""
+
+    key: str
+    times: pd.DatetimeIndex | None
+    targets: np.ndarray  # (N, n_targets)
+    past: np.ndarray  # (N, n_past)
+    known: np.ndarray  # (N, n_known + calendar)
+
+
+def load_series(
+    frame: pd.DataFrame, columns: Columns, calendar: tuple[str, ...] = (), missing: str = "error"
+) -> list[Series]:
+    """Check and split a table into its series (one per id). Errors name the rows and the fix."""
+    used = [c for c in (columns.time, columns.id) if c] + [*columns.targets, *columns.past, *columns.known]
+    require_columns(frame, used)
+    if calendar and columns.time is None:
+        raise DataError("calendar features need data.time_column")
+    unknown = sorted(set(calendar) - set(CALENDAR))
+    if unknown:
+        raise DataError(f"unknown calendar features {unknown}; expected some of {sorted(CALENDAR)}")
+    frame = frame.reset_index(drop=True)
+    if columns.time:
+        frame[columns.time] = _parse_times(frame[columns.time], columns.time)
+    groups = frame.groupby(columns.id, sort=False) if columns.id else [("series", frame)]
+    return [_one_series(str(key), part, columns, calendar, missing) for key, part in groups]
+
+
+def _parse_times(values: pd.Series, name: str) -> pd.Series:
+    times = pd.to_datetime(values, errors="coerce")
+    bad = np.flatnonzero(times.isna().to_numpy())
+    if bad.size:
+        raise DataError(
+            f"time column {name!r} has values that are not dates on rows {(bad[:5] + 1).tolist()}"
+        )
+    return times
+
+
+def _one_series(key: str, part: pd.DataFrame, columns: Columns, calendar, missing: str) -> Series:
+    where = "" if columns.id is None else f" of series {key!r}"
+    times = None
+    if columns.time:
+        times = pd.DatetimeIndex(part[columns.time])
+        _check_times(times, part.index, where)
+    values = part[[*columns.targets, *columns.past, *columns.known]].apply(pd.to_numeric, errors="coerce")
+    values = _fill(values, missing, where)
+    n_t, n_p = len(columns.targets), len(columns.past)
+    array = values.to_numpy(np.float32)
+    known = array[:, n_t + n_p :]
+    if calendar:
+        known = np.concatenate([known, calendar_features(times, calendar)], 1)
+    return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known)
+
+
+def calendar_features(times: pd.DatetimeIndex, names) -> np.ndarray:
+    """(N, 2C) float32: sin then cos of each feature's phase over its cycle (week, year, ...)."""
+    phases = np.stack([np.asarray(CALENDAR[name](times), np.float64) for name in names], 1)  # (N, C)
+    angles = 2 * np.pi * phases
+    return np.concatenate([np.sin(angles), np.cos(angles)], 1).astype(np.float32)
+
+
+def future_times(times: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
+    """The ``steps`` timestamps after the last, at the series' usual spacing."""
+    if len(times) < 2:
+        raise DataError("forecast timestamps need at least two past timestamps to infer the spacing")
+    usual = pd.Series(np.diff(times.to_numpy())).mode().iloc[0]
+    return pd.DatetimeIndex([times[-1] + usual * k for k in range(1, steps + 1)])
+
+
+def _check_times(times: pd.DatetimeIndex, rows: pd.Index, where: str) -> None:
+    steps = np.diff(times.to_numpy())  # timedelta64
+    zero = np.timedelta64(0, "s")
+    backwards = np.flatnonzero(steps < zero)
+    if backwards.size:
+        i = backwards[0]
+        raise DataError(
+            f"timestamps{where} are not in time order: row {rows[i + 1] + 1} ({times[i + 1]}) "
+            f"comes after row {rows[i] + 1} ({times[i]}); sort the table by time"
+        )
+    repeated = np.flatnonzero(steps == zero)
+    if repeated.size:
+        stamps = sorted({str(times[i]) for i in repeated[:5]})
+        raise DataError(
+            f"duplicated timestamps{where}: {stamps} ({repeated.size} repeats); "
+            "aggregate or drop the duplicates"
+        )
+    if steps.size:
+        usual = pd.Series(steps).mode().iloc[0]
+        gaps = np.flatnonzero(steps != usual)
+        if gaps.size:
+            warnings.warn(
+                f"irregular timestamps{where}: {gaps.size} steps differ from the usual "
+                f"{pd.Timedelta(usual)}, first after {times[gaps[0]]}",
+                stacklevel=3,
+            )
+
+
+def _fill(values: pd.DataFrame, missing: str, where: str) -> pd.DataFrame:
+    if missing not in FILLS:
+        raise DataError(f"unknown missing-value policy {missing!r}; expected one of {list(FILLS)}")
+    holes = values.isna()
+    if not holes.any().any():
+        return values
+    if missing == "error":
+        rows = np.flatnonzero(holes.any(axis=1).to_numpy())
+        cols = [c for c in values.columns if holes[c].any()]
+        raise DataError(
+            f"missing or non-numeric values{where} in {cols} on rows {(values.index[rows[:5]] + 1).tolist()}"
+            f" ({rows.size} rows); set data.missing to one of {list(FILLS[1:])} or clean the data"
+        )
+    if missing == "zero":
+        return values.fillna(0.0)
+    filled = values.ffill() if missing == "ffill" else values.interpolate(limit_direction="both")
+    if filled.isna().any().any():  # leading holes have nothing to carry forward
+        filled = filled.bfill()
+    return filled
+
+
+@dataclass
+class Windows:
+    """Windows of every series, with where each came from (for baselines and plots)."""
+
+    inputs: np.ndarray  # (S, L + H, D)
+    targets: np.ndarray  # (S, H, n_targets)
+    series: np.ndarray  # (S,) index into the list of series
+    origin: np.ndarray  # (S,) row of the last observed step in its series
+
+
+def split_points(n: int, test: float | int, validation: float | int) -> tuple[int, int]:
+    """Row indices (a, b): train is [0, a), validation [a, b), test [b, n). Fractions or row counts."""
+    to_rows = lambda part: round(n * part) if isinstance(part, float) else int(part)  # noqa: E731
+    b = n - to_rows(test)
+    a = b - to_rows(validation)
+    if not 0 < a <= b <= n:
+        raise DataError(
+            f"a series of {n} rows cannot be split into train/validation/test parts of "
+            f"{a}/{b - a}/{n - b} rows"
+        )
+    return a, b
+
+
+def make_windows(
+    all_series: list[Series],
+    lookback: int,
+    horizon: int,
+    bounds: list[tuple[int, int]],
+    target_scaler: Scaler,
+    past_scaler: Scaler,
+    known_scaler: Scaler,
+    stride: int = 1,
+) -> Windows:
+    """Windows whose target rows lie in [start, end) of each series; bounds (start, end) per series."""
+    parts = []
+    for index, (s, (start, end)) in enumerate(zip(all_series, bounds, strict=True)):
+        values = np.concatenate(
+            [
+                target_scaler.transform(s.targets),
+                past_scaler.transform(s.past),
+                known_scaler.transform(s.known),
+            ],
+            1,
+        )  # (N, D)
+        first = max(start, lookback)  # the first target row of a window
+        origins = np.arange(first - 1, end - horizon, stride)  # (S_i,) last observed rows
+        if origins.size == 0:
+            continue
+        rows = origins[:, None] + np.arange(1 - lookback, horizon + 1)  # (S_i, L + H)
+        window = values[rows]  # (S_i, L + H, D)
+        n_observed = s.targets.shape[1] + s.past.shape[1]
+        window[:, lookback:, :n_observed] = 0.0  # the future is unknown but for known covariates
+        targets = values[origins[:, None] + np.arange(1, horizon + 1), : s.targets.shape[1]]  # (S_i, H, n_t)
+        parts.append((window, targets, np.full(origins.size, index), origins))
+    if not parts:
+        raise DataError(
+            f"no window of lookback {lookback} + horizon {horizon} fits in this part of the data: "
+            "shorten the windows, or give the part more rows"
+        )
+    inputs, targets, series, origin = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return Windows(inputs.astype(np.float32), targets.astype(np.float32), series, origin)
