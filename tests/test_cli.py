@@ -1,13 +1,20 @@
-"""The ``rnnkit`` command end to end, in subprocesses: train, info, evaluate, predict, help and user errors.
+"""The ``rnnkit`` command end to end: train, resume, info, evaluate, forecast, predict, help and user
+errors.
 
-Every command runs once, in a module fixture that starts them a few at a time (each process spends
-about two seconds importing torch); the tests then read the results. A user error is one line
-``rnnkit: error: ...`` on stderr and exit code 2, never a traceback; ``--debug`` shows the traceback.
+Training, resuming, one ``predict``, a fresh process loading the bundle and a few errors run as real
+processes, once, in a module fixture that starts them two at a time (each process spends about three
+seconds importing torch and pandas); every other command calls ``rnnkit.cli.main.main`` in this
+process, which is what ``python -m rnnkit`` runs. A user error is one line ``rnnkit: error: ...`` on
+stderr and exit code 2, never a traceback; ``--debug`` shows the traceback.
+
+The run trains a tiny GRU with a Gaussian head on a daily series read from a CSV file (a ``date``
+and a ``value`` column, plus day-of-week features), so forecasts carry dates and an 80% interval.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import os
@@ -16,45 +23,65 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import yaml
 
 from rnnkit.bundle import load_bundle
+from rnnkit.cli.main import main
+from rnnkit.data.tables import read_table
+from rnnkit.errors import ConfigError
 from rnnkit.tasks import forecast
+from rnnkit.train import checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LOOKBACK, HORIZON = 10, 3
-
-CONFIG = {
-    "task": "forecast",
-    "data": {
-        "synthetic": "sine",
-        "synthetic_options": {"points": 100, "noise": 0.1, "seed": 0},
-        "lookback": LOOKBACK,
-        "horizon": HORIZON,
-        "test_fraction": 0.2,
-        "validation_fraction": 0.1,
-        "scaler": "standard",
-    },
-    "model": {"cell": "gru", "hidden_size": 8},
-    "train": {
-        "epochs": 2,
-        "batch_size": 16,
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "seed": 0,
-        "progress": False,
-        "tensorboard": False,
-    },
-}
-
-SUBCOMMANDS = ["train", "resume", "evaluate", "predict", "info", "sine"]
+START = datetime.date(2021, 1, 1)
+ROWS = 120  # the training file: the last 24 rows are the test part, the 12 before them validation
+TEST_ORIGINS = 24 - HORIZON + 1
+EVAL_ROWS = 60  # evaluate --data: its last 12 rows are the test part
+COLUMNS = ["time", "step", "value", "value_lower", "value_upper"]
+STEPS_PER_EPOCH = 5  # 120 - 24 - 12 = 84 training rows: 84 - 10 - 3 + 1 = 72 windows, 5 batches of 16
+MARK = 1234.5
+SUBCOMMANDS = ["train", "resume", "evaluate", "forecast", "predict", "info", "sine"]
 
 
-def sine_column(n: int, phase: float = 0.0) -> list[float]:
-    return [round(float(np.sin(0.5 * i + phase)), 6) for i in range(n)]
+def run_config(root: Path, out_dir: Path | str) -> dict:
+    return {
+        "task": "forecast",
+        "out_dir": str(out_dir),
+        "data": {
+            "path": str(root / "series.csv"),
+            "time_column": "date",
+            "calendar": ["day_of_week"],
+            "lookback": LOOKBACK,
+            "horizon": HORIZON,
+            "test": 0.2,
+            "validation": 0.1,
+            "scaler": "standard",
+        },
+        "model": {"cell": "gru", "hidden_size": 8, "distribution": "gaussian"},
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "seed": 0,
+            "progress": False,
+            "tensorboard": False,
+        },
+    }
+
+
+def dates(n: int) -> list[str]:
+    return [str(START + datetime.timedelta(days=i)) for i in range(n)]
+
+
+def sine_column(n: int, phase: float = 0.0, offset: float = 0.0) -> list[float]:
+    return [round(float(np.sin(0.5 * i + phase) + offset), 6) for i in range(n)]
 
 
 def write_csv(path: Path, columns: dict[str, list]) -> Path:
@@ -65,11 +92,28 @@ def write_csv(path: Path, columns: dict[str, list]) -> Path:
     return path
 
 
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(capsys, *args: str) -> Result:
+    """``rnnkit ARGS`` in this process: its exit code and what it printed."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse: --help
+        code = exit.code
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
 def rnnkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "rnnkit", *args]
 
 
-def run_all(commands: dict[str, tuple[list[str], Path]], workers: int = 3) -> dict:
+def run_all(commands: dict[str, tuple[list[str], Path]], workers: int = 2) -> dict:
     """{name: CompletedProcess} for {name: (argv, cwd)}, a few processes at a time."""
 
     def one(argv, cwd):
@@ -81,29 +125,37 @@ def run_all(commands: dict[str, tuple[list[str], Path]], workers: int = 3) -> di
 
 
 class Workspace:
-    """Files the commands read, and what each command did."""
+    """Files the commands read, and what each process did."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.run = root / "run"
         self.bundle = self.run / "bundle"
         self.config = root / "tiny.yaml"
-        self.config.write_text(yaml.safe_dump({**CONFIG, "out_dir": str(self.run)}))
-        self.history = write_csv(
-            root / "history.csv", {"other": list(range(25)), "value": sine_column(25, phase=0.3)}
+        self.config.write_text(yaml.safe_dump(run_config(root, self.run)))
+        write_csv(root / "series.csv", {"date": dates(ROWS), "value": sine_column(ROWS)})
+        self.history = write_csv(  # the extra column is ignored
+            root / "history.csv",
+            {"date": dates(25), "other": list(range(25)), "value": sine_column(25, phase=0.3)},
         )
-        self.eval_data = write_csv(root / "eval.csv", {"value": sine_column(40, phase=1.0)})
-        self.no_target = write_csv(root / "temperature.csv", {"temp": sine_column(30)})
-        self.short = write_csv(root / "short.csv", {"value": [1.0, 2.0, 3.0]})
-        self.blank_line = root / "blank.csv"
-        self.blank_line.write_text("value\n" + "\n".join(map(str, sine_column(8))) + "\n\n0.5\nx\n0.25\n")
+        self.eval_data = write_csv(  # shifted up: the bundle's scaler must be used, not a new one
+            root / "eval.csv", {"date": dates(EVAL_ROWS), "value": sine_column(EVAL_ROWS, 1.0, 0.5)}
+        )
+        write_csv(root / "temperature.csv", {"date": dates(30), "temp": sine_column(30)})  # no target
+        write_csv(root / "values.csv", {"date": dates(30), "values": sine_column(30)})  # near the target
+        write_csv(root / "short.csv", {"date": dates(3), "value": [1.0, 2.0, 3.0]})  # < the lookback
+        write_csv(root / "bad-cell.csv", {"date": dates(15), "value": [*sine_column(11), "x", 0.5, "", 0.25]})
+        late = dates(12)  # the 7th date moved to the end
+        write_csv(root / "unsorted.csv", {"date": [*late[:6], *late[7:], late[6]], "value": [0.5] * 12})
         (root / "bad.yaml").write_text("task: forecast\ndata: [1, 2\n")
         (root / "not-a-bundle").mkdir()
         (root / "not-a-bundle" / "notes.txt").write_text("hello\n")
-        for name in ("no-checkpoint", "7"):  # run directories without a checkpoint
-            (root / name).mkdir()
-            (root / name / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "out_dir": name}))
+        (root / "no-checkpoint").mkdir()  # a run directory without a checkpoint
+        (root / "no-checkpoint" / "config.yaml").write_text(yaml.safe_dump(run_config(root, "no-checkpoint")))
         self.results: dict[str, subprocess.CompletedProcess] = {}
+
+
+IN_A_PROCESS = ["missing-config", "unknown-model-key"]  # user errors of a real process
 
 
 @pytest.fixture(scope="module")
@@ -112,141 +164,233 @@ def ws(tmp_path_factory) -> Workspace:
     root, config = ws.root, str(ws.config)
     first = {
         "train": (rnnkit("train", config), root),  # first: the second batch needs its bundle
-        "help": (rnnkit("--help"), root),
-        **{f"help-{c}": (rnnkit(c, "--help"), root) for c in SUBCOMMANDS},
-        **{name: (rnnkit(*args), root) for name, (args, _) in ERRORS_BEFORE_TRAINING.items()},
-        "debug-missing-config": (rnnkit("--debug", "train", str(root / "missing.yaml")), root),
-        "debug-model-key": (rnnkit("--debug", "train", config, "model.hiden_size=3", f"out_dir={root}/failed"), root),
+        # a run directory named like a number, given relative to the cwd: one epoch now, one on resume
+        "train-7": (rnnkit("train", config, "out_dir='7'", "train.epochs=1"), root),
+        **{name: (rnnkit(*ERRORS_BEFORE_TRAINING[name][0]), root) for name in IN_A_PROCESS},
+        "debug-model-key": (
+            rnnkit("--debug", "train", config, "model.hiden_size=3", f"out_dir={root}/failed"),
+            root,
+        ),
     }
     ws.results.update(run_all(_resolve(first, ws)))
-    train_result = ws.results["train"]
-    assert train_result.returncode == 0, f"training failed:\n{train_result.stdout}\n{train_result.stderr}"
+    for name in ("train", "train-7"):
+        result = ws.results[name]
+        assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    seven = root / "7" / "config.yaml"  # continue the run for a second epoch
+    seven.write_text(seven.read_text().replace("\n  epochs: 1\n", "\n  epochs: 2\n"))
+    assert yaml.safe_load(seven.read_text())["train"]["epochs"] == 2
+    # Mark the first epoch's log row in the checkpoint: a resumed run keeps it, a fresh one would not.
+    last = root / "7" / "checkpoints" / "last.pt"
+    state = checkpoint.load(last)
+    assert state["position"]["step"] == STEPS_PER_EPOCH and len(state["history"]) == 1
+    state["history"][0]["train_loss"] = MARK
+    checkpoint.atomic_save(state, last)
+    bundle, history = str(ws.bundle), str(ws.history)
     second = {
-        "info": (rnnkit("info", str(ws.bundle)), root),
-        "evaluate": (rnnkit("evaluate", str(ws.bundle)), root),
-        "evaluate-data": (rnnkit("evaluate", str(ws.bundle), "--data", str(ws.eval_data)), root),
-        "predict": (rnnkit("predict", str(ws.bundle), str(ws.history)), root),
-        "fresh-load": ([sys.executable, "-c", FRESH_LOAD, str(ws.bundle), str(ws.history)], root),
-        **{name: (rnnkit(*args), root) for name, (args, _) in ERRORS_WITH_BUNDLE.items()},
+        "resume-7": (rnnkit("resume", "7"), root),
+        "predict": (rnnkit("predict", bundle, history), root),
+        "fresh-load": ([sys.executable, "-c", FRESH_LOAD, bundle, history], root),
     }
     ws.results.update(run_all(_resolve(second, ws)))
     return ws
 
 
+def resolve(argument: str, ws: Workspace) -> str:
+    """Fill the {root}, {config} and {bundle} placeholders of an argument."""
+    for placeholder, value in {"{root}": ws.root, "{config}": ws.config, "{bundle}": ws.bundle}.items():
+        argument = argument.replace(placeholder, str(value))
+    return argument
+
+
 def _resolve(commands: dict, ws: Workspace) -> dict:
-    """Fill the {root}, {config} and {bundle} placeholders of the argument lists."""
-    fill = {"{root}": ws.root, "{config}": ws.config, "{bundle}": ws.bundle}
+    return {name: ([resolve(a, ws) for a in argv], cwd) for name, (argv, cwd) in commands.items()}
 
-    def resolve(argument: str) -> str:
-        for placeholder, value in fill.items():
-            argument = argument.replace(placeholder, str(value))
-        return argument
 
-    return {name: ([resolve(a) for a in argv], cwd) for name, (argv, cwd) in commands.items()}
+def ok(result: Result | subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def forecast_cli(ws: Workspace, capsys, *options: str) -> str:
+    result = cli(capsys, "forecast", str(ws.bundle), "--input", str(ws.history), *options)
+    assert result.stderr == ""
+    return ok(result)
+
+
+def expected_forecast(ws: Workspace, horizon: int | None = None):
+    """The forecast table of the bundle for history.csv, computed in this process."""
+    bundle = load_bundle(ws.bundle)
+    data = forecast.DataConfig(**bundle.config["data"])
+    return forecast.forecast_frame(bundle.model, read_table(ws.history), data, bundle.preprocessing, horizon)
 
 
 # ---------------------------------------------------------------- the round trip
 
 
-def test_train_prints_the_metrics_table(ws):
-    result = ws.results["train"]
-    lines = result.stdout.splitlines()
-    assert re.fullmatch(r"test windows: \d+", lines[0]), result.stdout
-    assert re.fullmatch(r"\s+MAE\s+RMSE", lines[1])
-    assert re.fullmatch(r"  model\s+\d+\.\d{4}\s+\d+\.\d{4}", lines[2])
-    assert re.fullmatch(r"  last value\s+\d+\.\d{4}\s+\d+\.\d{4}", lines[3])
-    assert lines[4].startswith(f"run directory {ws.run}")
-    assert "Traceback" not in result.stderr
-    for name in ("config.yaml", "log.csv", "loss.png", "checkpoints/last.pt", "bundle/model.safetensors"):
+def test_train_prints_the_metrics_table_and_what_it_wrote(ws):
+    stdout = ok(ws.results["train"])
+    metrics = json.loads((ws.bundle / "metrics.json").read_text())
+    table = forecast.metrics_table(metrics)
+    assert table.startswith(f"test part: {TEST_ORIGINS} forecast origins, horizon {HORIZON}\n")
+    assert f"\n{table}\n" in stdout, stdout
+    for title in ("value, step 1 ahead:", f"value, step {HORIZON} ahead:", "value, all steps:"):
+        assert title in table
+    assert re.search(r"^\s+MAE\s+RMSE\s+MAPE\s+sMAPE\s+MASE\s+coverage$", table, re.MULTILINE), table
+    for who in ("model", "last value (persistence)", "seasonal naive (1)", "drift", "mean"):
+        assert re.search(rf"^  {re.escape(who)}\s+-?\d+\.\d{{3}}", table, re.MULTILINE), who
+    last = stdout.splitlines()[-1]
+    assert last.startswith(f"wrote {ws.run}/: "), stdout
+    written = last.split(": ", 1)[1].split(", ")
+    expected = {"config.yaml", "log.csv", "loss.png", "checkpoints/", "bundle/", "forecast_step1.png"}
+    assert expected | {f"forecast_step{HORIZON}.png"} <= set(written), written
+    for name in written:
+        assert (ws.run / name).exists(), name
+    for name in ("checkpoints/last.pt", "bundle/model.safetensors", "bundle/preprocessing.json"):
         assert (ws.run / name).is_file(), name
 
 
-def test_info_describes_the_bundle(ws):
-    result = ws.results["info"]
-    assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
+def test_resume_a_run_directory_named_like_a_number(ws):
+    """`rnnkit resume 7`: the directory name is a path, not the YAML number 7. The run continues
+    from its one-epoch checkpoint (whose marked log row it keeps) to the very weights of the
+    two-epoch run of the same config."""
+    stdout = ok(ws.results["resume-7"])
+    seven = ws.root / "7"
+    assert f"test part: {TEST_ORIGINS} forecast origins" in stdout
+    assert stdout.splitlines()[-1].startswith("wrote 7/: "), stdout
+    assert yaml.safe_load((seven / "config.yaml").read_text())["out_dir"] == "7"
+    got = safetensors.torch.load_file(seven / "bundle" / "model.safetensors")
+    expected = safetensors.torch.load_file(ws.bundle / "model.safetensors")
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+    with open(seven / "log.csv", newline="") as f, open(ws.run / "log.csv", newline="") as g:
+        resumed, whole = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r["step"] for r in resumed] == [r["step"] for r in whole] == ["5", "10"]
+    assert float(resumed[0]["train_loss"]) == MARK  # epoch 1 was not trained again
+    assert resumed[0] == {**whole[0], "train_loss": resumed[0]["train_loss"]}
+    assert resumed[1] == whole[1]
+
+
+def test_info_describes_the_bundle(ws, capsys):
+    info = json.loads(ok(cli(capsys, "info", str(ws.bundle))))
     assert info["format_version"] == 1
     assert info["model"] == "forecaster"
-    assert info["model_config"]["horizon"] == HORIZON and info["model_config"]["hidden_size"] == 8
+    model = info["model_config"]
+    assert (model["lookback"], model["horizon"], model["hidden_size"]) == (LOOKBACK, HORIZON, 8)
+    assert (model["distribution"], model["num_known"], model["output_size"]) == ("gaussian", 2, 1)
     assert info["metrics"] == json.loads((ws.bundle / "metrics.json").read_text())
-    assert {"model_mae", "model_rmse", "last_value_mae", "last_value_rmse", "steps"} <= set(info["metrics"])
+    assert info["metrics"]["windows"] == TEST_ORIGINS and info["metrics"]["horizon"] == HORIZON
+    assert set(info["metrics"]["value"]) == {"h1", f"h{HORIZON}", "all"}
+    for step in info["metrics"]["value"].values():
+        assert set(step) == {"model", "last_value", "seasonal_naive", "drift", "mean"}
+        assert {"MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage"} == set(step["model"])
+        assert 0 <= step["model"]["coverage"] <= 100
+        assert "coverage" not in step["last_value"]
+    assert info["metrics"]["steps"] == 2 * STEPS_PER_EPOCH
     assert info["parameters"] == sum(p.numel() for p in load_bundle(ws.bundle).model.parameters())
     assert "model.safetensors" in info["files"]
 
 
-def test_evaluate_prints_the_training_test_metrics(ws):
-    result = ws.results["evaluate"]
-    assert result.returncode == 0, result.stderr
+def test_evaluate_prints_the_training_test_metrics(ws, capsys):
     metrics = json.loads((ws.bundle / "metrics.json").read_text())
-    assert result.stdout == forecast.metrics_table(metrics) + "\n"
+    assert ok(cli(capsys, "evaluate", str(ws.bundle))) == forecast.metrics_table(metrics) + "\n"
 
 
-def test_evaluate_on_a_file(ws):
-    result = ws.results["evaluate-data"]
-    assert result.returncode == 0, result.stderr
-    windows = 40 - LOOKBACK - HORIZON + 1
-    assert result.stdout.startswith(f"test windows: {windows}\n")
+def test_evaluate_on_a_file(ws, capsys):
+    stdout = ok(cli(capsys, "evaluate", str(ws.bundle), "--data", str(ws.eval_data)))
+    origins = EVAL_ROWS // 5 - HORIZON + 1  # the file's test part: its last 20% of rows
+    assert stdout.startswith(f"test part: {origins} forecast origins, horizon {HORIZON}\n"), stdout
     bundle = load_bundle(ws.bundle)
-    dataset = forecast.dataset_from_file(ws.eval_data, bundle.preprocessing)
-    expected = forecast.metrics_table(forecast.evaluate(bundle.model, dataset, bundle.preprocessing))
-    assert result.stdout == expected + "\n"
+    data = forecast.DataConfig(**bundle.config["data"])
+    prepared = forecast.prepare(data, bundle.preprocessing, read_table(ws.eval_data))
+    assert stdout == forecast.metrics_table(forecast.evaluate(bundle.model, prepared)) + "\n"
+    refitted = forecast.prepare(data, None, read_table(ws.eval_data))  # new scalers: other numbers
+    assert stdout != forecast.metrics_table(forecast.evaluate(bundle.model, refitted)) + "\n"
 
 
-def test_predict_writes_horizon_rows_of_csv(ws):
-    result = ws.results["predict"]
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["step", "forecast"]
-    assert [int(r[0]) for r in rows[1:]] == list(range(1, HORIZON + 1))
-    bundle = load_bundle(ws.bundle)
-    series = forecast.read_csv_column(ws.history, "value")
-    expected = forecast.forecast(bundle.model, series, bundle.preprocessing)
-    assert [r[1] for r in rows[1:]] == [f"{v:.6g}" for v in expected]
+def test_forecast_writes_dates_steps_and_the_interval(ws, capsys):
+    stdout = forecast_cli(ws, capsys)
+    rows = list(csv.DictReader(io.StringIO(stdout)))
+    assert list(rows[0]) == COLUMNS
+    assert [r["time"] for r in rows] == [str(START + datetime.timedelta(days=25 + h)) for h in range(HORIZON)]
+    assert [int(r["step"]) for r in rows] == list(range(1, HORIZON + 1))
+    for r in rows:
+        lower, value, upper = (float(r[k]) for k in ("value_lower", "value", "value_upper"))
+        assert lower < value < upper, r
+    assert stdout == expected_forecast(ws).to_csv(index=False)
+
+
+def test_predict_prints_what_forecast_prints_without_options(ws, capsys):
+    assert ok(ws.results["predict"]) == forecast_cli(ws, capsys)
+    assert ws.results["predict"].stderr == ""
+
+
+def test_forecast_horizon_shortens_the_table(ws, capsys):
+    stdout = forecast_cli(ws, capsys, "--horizon", "2")
+    assert stdout.splitlines() == forecast_cli(ws, capsys).splitlines()[:3]  # header, steps 1 and 2
+    assert stdout == expected_forecast(ws, 2).to_csv(index=False)
+
+
+def test_forecast_output_and_plot_files(ws, capsys, tmp_path):
+    output, plot = tmp_path / "out.csv", tmp_path / "out.png"
+    stdout = forecast_cli(ws, capsys, "--output", str(output), "--plot", str(plot))
+    assert stdout == f"wrote {HORIZON} forecasts to {output}\nwrote {plot}\n"
+    assert output.read_text() == forecast_cli(ws, capsys)
+    png = plot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width >= 200 and height >= 100, (width, height)
 
 
 FRESH_LOAD = """
 import json, sys
-import torch
 from rnnkit.bundle import load_bundle
+from rnnkit.data.tables import read_table
 from rnnkit.tasks import forecast
 
 bundle = load_bundle(sys.argv[1])
-series = forecast.read_csv_column(sys.argv[2], bundle.preprocessing["target"])
-test = forecast.prepare(forecast.DataConfig(**bundle.config["data"])).test
+data = forecast.DataConfig(**bundle.config["data"])
+table = forecast.forecast_frame(bundle.model, read_table(sys.argv[2]), data, bundle.preprocessing)
+test = forecast.prepare(data, bundle.preprocessing).test
 print(json.dumps({
-    "forecast": forecast.forecast(bundle.model, series, bundle.preprocessing).tolist(),
+    "forecast": table.astype({"time": str}).to_dict(orient="list"),
     "test": bundle.model.predict(test.tensors[0]).flatten().tolist(),
 }))
 """
 
 
-def test_bundle_predicts_the_same_in_a_fresh_process(ws):
-    result = ws.results["fresh-load"]
-    assert result.returncode == 0, result.stderr
-    fresh = json.loads(result.stdout)
+def test_bundle_forecasts_the_same_in_a_fresh_process(ws):
+    fresh = json.loads(ok(ws.results["fresh-load"]))
     bundle = load_bundle(ws.bundle)
-    series = forecast.read_csv_column(ws.history, "value")
-    test = forecast.prepare(forecast.DataConfig(**bundle.config["data"])).test
-    assert fresh["forecast"] == forecast.forecast(bundle.model, series, bundle.preprocessing).tolist()
+    assert fresh["forecast"] == expected_forecast(ws).astype({"time": str}).to_dict(orient="list")
+    assert list(fresh["forecast"]) == COLUMNS and len(fresh["forecast"]["step"]) == HORIZON
+    test = forecast.prepare(forecast.DataConfig(**bundle.config["data"]), bundle.preprocessing).test
+    assert len(test) == TEST_ORIGINS
     assert torch.equal(torch.tensor(fresh["test"]), bundle.model.predict(test.tensors[0]).flatten())
-    assert len(fresh["forecast"]) == HORIZON
 
 
 # ---------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("name", ["help", *(f"help-{c}" for c in SUBCOMMANDS)])
-def test_help_exits_0(ws, name):
-    result = ws.results[name]
+@pytest.mark.parametrize("command", ["", *SUBCOMMANDS])
+def test_help_exits_0(capsys, command):
+    result = cli(capsys, *filter(None, [command, "--help"]))
     assert result.returncode == 0, result.stderr
-    command = name.removeprefix("help").removeprefix("-")
     assert result.stdout.startswith(f"usage: rnnkit {command}".rstrip())
     assert result.stderr == ""
 
 
-def test_top_level_help_lists_every_subcommand(ws):
+def test_top_level_help_lists_every_subcommand(capsys):
+    stdout = cli(capsys, "--help").stdout
     for command in SUBCOMMANDS:
-        assert re.search(rf"^\s+{command}\s", ws.results["help"].stdout, re.MULTILINE), command
+        assert re.search(rf"^\s+{command}\s", stdout, re.MULTILINE), command
+
+
+def test_forecast_help_names_its_options(capsys):
+    stdout = cli(capsys, "forecast", "--help").stdout
+    for option in ("--input", "--horizon", "--output", "--plot"):
+        assert option in stdout, option
 
 
 # ---------------------------------------------------------------- user errors
@@ -262,7 +406,11 @@ ERRORS_BEFORE_TRAINING = {
     ),
     "unknown-nested-key": (
         ["train", "{config}", "train.optimizer.lrr=0.1", FAILED],
-        r".*unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?",
+        r".*tiny\.yaml: unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?",
+    ),
+    "old-split-key": (
+        ["train", "{config}", "data.validation_fraction=0.1", FAILED],
+        r".*tiny\.yaml: unknown key 'data\.validation_fraction'; did you mean 'data\.validation'\?",
     ),
     "bad-override-syntax": (
         ["train", "{config}", FAILED, "train.lr"],
@@ -270,59 +418,112 @@ ERRORS_BEFORE_TRAINING = {
     ),
     "wrong-type": (
         ["train", "{config}", "train.epochs=abc", FAILED],
-        r".*train\.epochs: Input should be a valid integer.*\(got 'abc'\)",
+        r".*tiny\.yaml: train\.epochs: Input should be a valid integer.*\(got 'abc'\)",
+    ),
+    "two-data-sources": (
+        ["train", "{config}", "data.synthetic=sine", FAILED],
+        r".*tiny\.yaml: data: set only one of data\.path, data\.dataset and data\.synthetic",
+    ),
+    "no-data-source": (
+        ["train", "{config}", "data.path=null", FAILED],
+        r"no data: set data\.path, data\.dataset or data\.synthetic.*",
     ),
     "unknown-model-key": (
         ["train", "{config}", "model.hiden_size=3", FAILED],
         r"model: unknown key 'hiden_size'; did you mean 'hidden_size'\?",
     ),
+    "model-key-fixed-by-the-data": (
+        ["train", "{config}", "model.horizon=5", FAILED],
+        rf"model\.horizon is fixed by the data section to {HORIZON}, got 5: drop model\.horizon",
+    ),
     "missing-data-file": (
-        ["train", "{config}", "data.synthetic=null", "data.path={root}/missing.csv", FAILED],
+        ["train", "{config}", "data.path={root}/missing.csv", FAILED],
         r"data file '.*missing\.csv' does not exist",
     ),
     "csv-without-target": (
-        ["train", "{config}", "data.synthetic=null", "data.path={root}/temperature.csv", FAILED],
-        r".*temperature\.csv has no column 'value'; its columns are \['temp'\]",
+        ["train", "{config}", "data.path={root}/temperature.csv", FAILED],
+        r".*has no column 'value'; its columns are \['date', 'temp'\]",
     ),
-    "not-a-bundle": (["info", "{root}/not-a-bundle"], r".*not-a-bundle is not an rnnkit bundle \(no bundle\.json\).*"),
+    "csv-with-a-near-column": (
+        ["train", "{config}", "data.path={root}/values.csv", FAILED],
+        r".*has no column 'value' \(did you mean 'values'\?\); its columns are \['date', 'values'\]",
+    ),
+    "too-few-rows-to-split": (
+        ["train", "{config}", "data.test=100", "data.validation=20", FAILED],
+        rf"a series of {ROWS} rows cannot be split into train/validation/test parts of 0/20/100 rows",
+    ),
+    "unknown-synthetic-option": (
+        [
+            "train",
+            "{config}",
+            "data.path=null",
+            "data.synthetic=sine",
+            "data.synthetic_options.bogus=1",
+            FAILED,
+        ],
+        r"data\.synthetic_options: unknown option\(s\) \['bogus'\] for 'sine'; "
+        r"valid options are \['noise', 'points', 'seed'\]",
+    ),
+    "not-a-bundle": (
+        ["info", "{root}/not-a-bundle"],
+        r".*not-a-bundle is not an rnnkit bundle \(no bundle\.json\).*",
+    ),
     "resume-without-checkpoint": (
         ["resume", "{root}/no-checkpoint"],
         r"no checkpoint to resume from at .*no-checkpoint/checkpoints/last\.pt.*",
     ),
-    "resume-run-dir-named-like-a-number": (  # cwd is the workspace: the path is "7"
-        ["resume", "7"],
-        r"no checkpoint to resume from at 7/checkpoints/last\.pt.*",
-    ),
-    "invalid-yaml": (["train", "{root}/bad.yaml"], r".*bad\.yaml is not valid YAML.*"),
-    "unknown-synthetic-option": (
-        ["train", "{config}", "data.synthetic_options.bogus=1", FAILED],
-        r".*bogus.*",
+    "invalid-yaml": (
+        ["train", "{root}/bad.yaml"],
+        r".*bad\.yaml is not valid YAML at line 3, column 1: expected ',' or '\]', but got '<stream end>'",
     ),
 }
 ERRORS_WITH_BUNDLE = {
     "predict-without-target": (
         ["predict", "{bundle}", "{root}/temperature.csv"],
-        r".*temperature\.csv has no column 'value'; its columns are \['temp'\]",
+        r".*has no column 'value'; its columns are \['date', 'temp'\]",
     ),
     "predict-short-history": (
         ["predict", "{bundle}", "{root}/short.csv"],
-        rf"the input has 3 values; the model reads the last {LOOKBACK}",
+        rf"series 'series' has 3 rows; the model reads the last {LOOKBACK}",
     ),
-    "predict-bad-cell": (  # header line 1, values 2-9, blank line 10, 0.5 on 11, x on 12
-        ["predict", "{bundle}", "{root}/blank.csv"],
-        r".*blank\.csv: column 'value' is empty or not a number on lines \[12\].*",
+    "predict-bad-cell": (  # data rows 1-11 are numbers, 12 is x, 14 is empty
+        ["predict", "{bundle}", "{root}/bad-cell.csv"],
+        r"missing or non-numeric values in \['value'\] on rows \[12, 14\] \(2 rows\); "
+        r"set data\.missing to one of \['ffill', 'interpolate', 'zero'\] or clean the data",
+    ),
+    "forecast-unsorted-dates": (
+        ["forecast", "{bundle}", "--input", "{root}/unsorted.csv"],
+        r"timestamps are not in time order: .*; sort the table by time",
+    ),
+    "forecast-beyond-the-horizon": (
+        [
+            "forecast",
+            "{bundle}",
+            "--input",
+            "{root}/history.csv",
+            "--horizon",
+            "5",
+            "--output",
+            "{root}/failed",
+        ],
+        rf"this model forecasts up to {HORIZON} steps ahead; asked for 5: retrain with data\.horizon=5",
+    ),
+    "forecast-missing-input": (
+        ["forecast", "{bundle}", "--input", "{root}/missing.csv"],
+        r"data file '.*missing\.csv' does not exist",
+    ),
+    "evaluate-missing-data": (
+        ["evaluate", "{bundle}", "--data", "{root}/missing.csv"],
+        r"data file '.*missing\.csv' does not exist",
+    ),
+    "evaluate-data-without-target": (
+        ["evaluate", "{bundle}", "--data", "{root}/temperature.csv"],
+        r".*has no column 'value'; its columns are \['date', 'temp'\]",
     ),
 }
 
 
-def _error_cases():
-    for name, (_, message) in {**ERRORS_BEFORE_TRAINING, **ERRORS_WITH_BUNDLE}.items():
-        yield pytest.param(name, message, id=name)
-
-
-@pytest.mark.parametrize(("name", "message"), _error_cases())
-def test_user_error_is_one_line_and_exit_2(ws, name, message):
-    result = ws.results[name]
+def check_user_error(ws: Workspace, result: Result | subprocess.CompletedProcess, message: str) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, result.stderr
     assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
@@ -332,12 +533,25 @@ def test_user_error_is_one_line_and_exit_2(ws, name, message):
 
 
 @pytest.mark.parametrize(
-    ("name", "error"),
-    [("debug-missing-config", "ConfigError: config file"), ("debug-model-key", "ConfigError: model: unknown key")],
+    ("args", "message"),
+    [pytest.param(*case, id=name) for name, case in {**ERRORS_BEFORE_TRAINING, **ERRORS_WITH_BUNDLE}.items()],
 )
-def test_debug_shows_the_traceback(ws, name, error):
-    result = ws.results[name]
+def test_user_error_is_one_line_and_exit_2(ws, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(ws.root)
+    check_user_error(ws, cli(capsys, *(resolve(a, ws) for a in args)), message)
+
+
+@pytest.mark.parametrize("name", IN_A_PROCESS)
+def test_user_error_of_a_process_is_one_line_and_exit_2(ws, name):
+    check_user_error(ws, ws.results[name], ERRORS_BEFORE_TRAINING[name][1])
+
+
+def test_debug_shows_the_traceback(ws, capsys):
+    result = ws.results["debug-model-key"]
     assert result.returncode == 1
     assert result.stderr.startswith("Traceback (most recent call last):")
-    assert f"rnnkit.errors.{error}" in result.stderr
+    assert "rnnkit.errors.ConfigError: model: unknown key 'hiden_size'" in result.stderr
     assert "rnnkit: error:" not in result.stderr
+    with pytest.raises(ConfigError, match=r"config file '.*missing\.yaml' does not exist"):
+        main(["--debug", "train", str(ws.root / "missing.yaml")])
+    assert capsys.readouterr().err == ""

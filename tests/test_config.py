@@ -10,6 +10,7 @@ import yaml
 
 from rnnkit.config import apply_overrides, dump_yaml, load_config, parse_override, read_yaml, validate
 from rnnkit.errors import ConfigError
+from rnnkit.tasks import forecast
 from rnnkit.train.job import RunConfig, load_run_config
 from rnnkit.train.options import TrainConfig
 
@@ -32,6 +33,16 @@ def sine_data(*overrides: str) -> dict:
         ("train.optimizer.lr=0.0003", ["train", "optimizer", "lr"], 0.0003),
         ("train.optimizer.lr=3e-4", ["train", "optimizer", "lr"], 0.0003),  # the docstring's own example
         ("train.optimizer.lr=3.0e-4", ["train", "optimizer", "lr"], 0.0003),
+        ("x=3e-4", ["x"], 0.0003),  # YAML 1.2 floats: PyYAML alone reads "3e-4" as a string
+        ("x=1e3", ["x"], 1000.0),
+        ("x=-2.5E-3", ["x"], -0.0025),
+        ("x=+1e+2", ["x"], 100.0),
+        ("x=.5", ["x"], 0.5),
+        ("x=1_000", ["x"], 1000),
+        ("x=1.2.3", ["x"], "1.2.3"),  # not a number: stays a string
+        ("x=e3", ["x"], "e3"),
+        ("x=1e", ["x"], "1e"),
+        ("x='3e-4'", ["x"], "3e-4"),  # quoted: a string
         ("train.shuffle=false", ["train", "shuffle"], False),
         ("train.amp=true", ["train", "amp"], True),
         ("train.optimizer.betas=[0.8, 0.9]", ["train", "optimizer", "betas"], [0.8, 0.9]),
@@ -51,7 +62,9 @@ def test_parse_override_reads_the_value_as_yaml(text, keys, value):
 
 @pytest.mark.parametrize("text", ["train.lr", "=3", "train..lr=3", ".lr=3", "train.=3", ""])
 def test_parse_override_refuses_bad_syntax(text):
-    with pytest.raises(ConfigError, match=r"must look like key=value with a dotted key, e\.g\. train\.lr=3e-4"):
+    with pytest.raises(
+        ConfigError, match=r"must look like key=value with a dotted key, e\.g\. train\.lr=3e-4"
+    ):
         parse_override(text)
 
 
@@ -83,7 +96,11 @@ def test_apply_overrides_later_override_wins():
 
 @pytest.mark.parametrize(
     ("override", "where"),
-    [("out_dir.x=1", "out_dir"), ("train.epochs.x=1", "train.epochs"), ("train.epochs.x.y=1", "train.epochs")],
+    [
+        ("out_dir.x=1", "out_dir"),
+        ("train.epochs.x=1", "train.epochs"),
+        ("train.epochs.x.y=1", "train.epochs"),
+    ],
 )
 def test_apply_overrides_into_a_value_is_an_error(override, where):
     data = {"out_dir": "runs", "train": {"epochs": 3}}
@@ -104,10 +121,18 @@ def test_apply_overrides_passes_bad_syntax_on():
     [
         ("outdir=x", r"unknown key 'outdir'; did you mean 'out_dir'\?"),
         ("train.epoch=3", r"unknown key 'train\.epoch'; did you mean 'train\.epochs'\?"),
-        ("train.optimizer.lrr=0.1", r"unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?"),
+        (
+            "train.optimizer.lrr=0.1",
+            r"unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?",
+        ),
+        (
+            "train.schedule.nam=cosine",
+            r"unknown key 'train\.schedule\.nam'; did you mean 'train\.schedule\.name'\?",
+        ),
         (
             "train.early_stopping.patiense=3",
-            r"unknown key 'train\.early_stopping\.patiense'; did you mean 'train\.early_stopping\.patience'\?",
+            r"unknown key 'train\.early_stopping\.patiense'; "
+            r"did you mean 'train\.early_stopping\.patience'\?",
         ),
         ("data.lookbak=3", r"unknown key 'data\.lookbak'; did you mean 'data\.lookback'\?"),
     ],
@@ -141,13 +166,48 @@ def test_validate_wrong_type_names_the_key_and_the_value(override, message):
         validate(RunConfig, sine_data(override))
 
 
-def test_validate_wrong_type_inside_a_union_names_the_plain_dotted_key():
-    """synthetic_options is dict[str, float | int]: pydantic's union branch names are not config keys."""
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.synthetic_options.points=abc", "data.synthetic_options.points"),  # dict[str, float | int]
+        ("data.test=[1]", "data.test"),  # float | int | str
+        ("data.validation={a: 1}", "data.validation"),
+    ],
+)
+def test_validate_wrong_type_inside_a_union_names_the_plain_dotted_key(override, key):
+    """Pydantic's union branch names (``.float``, ``.int``, ``.str``) are not config keys."""
     with pytest.raises(ConfigError) as caught:
-        validate(RunConfig, sine_data("data.synthetic_options.points=abc"))
+        validate(RunConfig, sine_data(override))
     message = str(caught.value)
-    assert "data.synthetic_options.points:" in message
-    assert "points.float" not in message and "points.int" not in message, message
+    assert message.startswith(f"config: {key}: Input should be a valid "), message
+    assert not re.search(rf"{re.escape(key)}\.(float|int|str)", message), message
+    for part in message.removeprefix("config: ").split("; "):
+        assert part.startswith(f"{key}: "), message
+    assert len(set(message.split("; "))) == len(message.split("; ")), "repeated parts"
+
+
+def test_validate_the_old_split_keys_are_unknown_and_the_new_ones_listed():
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.test_fraction'; valid keys: \[.*'test'.*\]"):
+        validate(RunConfig, sine_data("data.test_fraction=0.2"))
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: unknown key 'data\.validation_fraction'; did you mean 'data\.validation'\?$",
+    ):
+        validate(RunConfig, sine_data("data.validation_fraction=0.1"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "test", "validation"),
+    [
+        ([], 0.2, 0.1),  # configs/sine.yaml: fractions of the rows
+        (["data.test=20", "data.validation=10"], 20, 10),  # row counts
+        (["data.test='2021-01-01'", "data.validation='2020-07-01'"], "2021-01-01", "2020-07-01"),
+    ],
+)
+def test_validate_split_parts_keep_their_kind(overrides, test, validation):
+    data = validate(RunConfig, sine_data(*overrides)).data
+    assert (data.test, data.validation) == (test, validation)
+    assert (type(data.test), type(data.validation)) == (type(test), type(validation))
 
 
 @pytest.mark.parametrize("missing", ["task", "data"])
@@ -165,9 +225,21 @@ def test_validate_reports_every_error_in_one_message():
     assert "\n" not in str(caught.value)
 
 
-def test_validate_model_validator_errors_name_the_section():
-    with pytest.raises(ConfigError, match=r"data: Value error, set exactly one of data\.path .* and data\.synthetic"):
-        validate(RunConfig, sine_data("data.path=x.csv"))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.path=x.csv"],
+        ["data.dataset=seattle_weather"],
+        ["data.synthetic=null", "data.path=x.csv", "data.dataset=seattle_weather"],
+    ],
+)
+def test_validate_model_validator_errors_name_the_section(overrides):
+    """A section's own check reads "data: <message>": no "Value error, " and no empty key."""
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: data: set only one of data\.path, data\.dataset and data\.synthetic$",
+    ):
+        validate(RunConfig, sine_data(*overrides))
 
 
 @pytest.mark.parametrize(
@@ -175,19 +247,20 @@ def test_validate_model_validator_errors_name_the_section():
     [
         (
             lambda: validate(TrainConfig, {"epochs": None}, source="train"),
-            r"^train: Value error, set train\.epochs or train\.max_steps",
+            r"^train: set train\.epochs or train\.max_steps",
         ),
         (
             lambda: load_run_config(SINE, ["model.cell=lstm"]),
-            r"^model: Value error, nonlinearity='relu' applies to cell='rnn' only",
+            r"^model: nonlinearity='relu' applies to cell='rnn' only, got cell='lstm'",
         ),
     ],
     ids=["train-config", "model-config"],
 )
 def test_validate_whole_config_errors_have_no_empty_key(load, message):
     """A model validator's error has an empty location; the message must not read 'model: : ...'."""
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         load()
+    assert "Value error" not in str(caught.value)
 
 
 # ---------------------------------------------------------------- read_yaml
@@ -198,11 +271,30 @@ def test_read_yaml_missing_file(tmp_path):
         read_yaml(tmp_path / "nope.yaml")
 
 
-def test_read_yaml_invalid_yaml(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "task: forecast\ndata: [1, 2\n",
+            r"at line 3, column 1: expected ',' or '\]', but got '<stream end>'",
+        ),
+        ("task: forecast\n  data: 1\n", r"at line 2, column 7: mapping values are not allowed here"),
+    ],
+)
+def test_read_yaml_invalid_yaml_is_one_line_with_the_place(tmp_path, text, where):
     path = tmp_path / "bad.yaml"
-    path.write_text("task: forecast\ndata: [1, 2\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} is not valid YAML {where}$") as caught:
         read_yaml(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_read_yaml_reads_exponent_floats_as_floats(tmp_path):
+    path = tmp_path / "floats.yaml"
+    path.write_text("a: 3e-4\nb: 1E3\nc: 1.2.3\nd: 7\ne: '3e-4'\nf: 2.5e+1\n")
+    data = read_yaml(path)
+    assert data == {"a": 0.0003, "b": 1000.0, "c": "1.2.3", "d": 7, "e": "3e-4", "f": 25.0}
+    assert [type(data[k]) for k in "abcdef"] == [float, float, str, int, str, float]
 
 
 @pytest.mark.parametrize(("text", "kind"), [("- 1\n- 2\n", "list"), ("just text\n", "str"), ("3\n", "int")])
@@ -240,8 +332,9 @@ def test_dump_yaml_round_trips_a_resolved_run_config(tmp_path):
 
 
 def test_load_config_applies_overrides_and_names_the_file(tmp_path):
-    config = load_config(RunConfig, SINE, ["train.epochs=3", "train.optimizer.lr=0.0003", "out_dir=elsewhere"])
+    config = load_config(RunConfig, SINE, ["train.epochs=3", "train.optimizer.lr=3e-4", "out_dir=elsewhere"])
     assert (config.train.epochs, config.train.optimizer.lr, config.out_dir) == (3, 0.0003, "elsewhere")
+    assert type(config.train.optimizer.lr) is float
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(SINE))}: unknown key 'train\.lrr'"):
         load_config(RunConfig, SINE, ["train.lrr=0.1"])
 
@@ -251,6 +344,7 @@ def test_load_run_config_sine():
     assert config.task == "forecast"
     assert config.model == {"name": "forecaster", "cell": "rnn", "nonlinearity": "relu", "hidden_size": 50}
     assert config.data.synthetic == "sine" and config.data.lookback == 10
+    assert (config.data.test, config.data.validation, config.data.targets) == (0.2, 0.1, ["value"])
     assert (config.train.epochs, config.train.batch_size, config.train.optimizer.lr) == (200, 64, 0.01)
 
 
@@ -267,6 +361,34 @@ def test_load_run_config_catches_unknown_model_keys_before_data_loads(tmp_path):
     overrides = ["data.synthetic=null", f"data.path={tmp_path / 'missing.csv'}", "model.hiden_size=3"]
     with pytest.raises(ConfigError, match=r"model: unknown key 'hiden_size'; did you mean 'hidden_size'\?"):
         load_run_config(SINE, overrides)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("horizon", 5), ("lookback", 3), ("output_size", 2), ("num_past", 1)]
+)
+def test_load_run_config_refuses_model_keys_the_data_fixes(key, value):
+    fixed = {"horizon": 1, "lookback": 10, "output_size": 1, "num_past": 0}[key]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^model\.{key} is fixed by the data section to {fixed}, got {value}: drop model\.{key}$",
+    ):
+        load_run_config(SINE, [f"model.{key}={value}"])
+
+
+def test_load_run_config_accepts_model_keys_equal_to_what_the_data_fixes():
+    config = load_run_config(SINE, ["model.lookback=10", "model.horizon=1"])
+    assert (config.model["lookback"], config.model["horizon"]) == (10, 1)
+
+
+def test_unknown_synthetic_option_is_a_clear_error():
+    """synthetic_options is a free mapping in the config; the generator's signature decides."""
+    config = load_run_config(SINE, ["data.synthetic_options.bogus=1"])
+    with pytest.raises(
+        ConfigError,
+        match=r"^data\.synthetic_options: unknown option\(s\) \['bogus'\] for 'sine'; "
+        r"valid options are \['noise', 'points', 'seed'\]$",
+    ):
+        forecast.prepare(config.data)
 
 
 def test_load_run_config_catches_bad_model_values_and_names():

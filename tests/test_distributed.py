@@ -17,9 +17,13 @@ import safetensors.torch
 import torch
 import yaml
 
+from rnnkit.tasks import forecast
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-# 110 points -> 100 windows: 20 test, 16 validation, 64 training = 4 global batches of 16 per epoch.
+# 110 points split by rows: the last 20 are the test part, the 16 before them the validation part,
+# 74 train. Windows of 10 + 1: 74 - 10 = 64 training windows = 4 global batches of 16 per epoch
+# (8 per process), with nothing left over; 16 validation and 20 test windows.
 CONFIG = {
     "task": "forecast",
     "data": {
@@ -27,8 +31,8 @@ CONFIG = {
         "synthetic_options": {"points": 110, "noise": 0.1, "seed": 0},
         "lookback": 10,
         "horizon": 1,
-        "test_fraction": 0.2,
-        "validation_fraction": 0.2,
+        "test": 20,
+        "validation": 16,
     },
     "model": {"cell": "gru", "hidden_size": 8},
     "train": {
@@ -42,6 +46,7 @@ CONFIG = {
     },
 }
 STEPS = [4, 8, 12]
+TRAIN_WINDOWS, VALIDATION_WINDOWS = 64, 16
 
 # Imported by every Python process that has this directory on PYTHONPATH: in torchrun's workers
 # (RANK set) it records each write under the run directory to writes-<rank>.txt.
@@ -120,9 +125,17 @@ def runs(tmp_path_factory) -> Runs:
     return runs
 
 
+def test_the_split_gives_whole_global_batches():
+    """The premise of the comparison: every optimiser step sees a full global batch of 16."""
+    prepared = forecast.prepare(forecast.DataConfig(**CONFIG["data"]))
+    assert (len(prepared.train), len(prepared.validation)) == (TRAIN_WINDOWS, VALIDATION_WINDOWS)
+    assert TRAIN_WINDOWS % CONFIG["train"]["batch_size"] == 0
+    assert STEPS[0] == TRAIN_WINDOWS // CONFIG["train"]["batch_size"]
+
+
 def test_output_is_printed_once(runs):
-    assert runs.out.count("test windows:") == 1, runs.out
-    assert runs.out.count("run directory") == 1, runs.out
+    assert runs.out.count("test part: 20 forecast origins, horizon 1") == 1, runs.out
+    assert runs.out.count(f"wrote {runs.ddp}/") == 1, runs.out
     assert "model" in runs.out and "last value" in runs.out
     assert "rnnkit: error" not in runs.err
 
@@ -142,7 +155,9 @@ def test_only_rank_0_writes_files(runs):
 def test_validation_curve_and_weights_match_one_process(runs):
     two, one = read_log(runs.ddp), read_log(runs.one)
     assert two["step"] == one["step"] == STEPS
-    torch.testing.assert_close(torch.tensor(two["val_loss"]), torch.tensor(one["val_loss"]), rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(two["val_loss"]), torch.tensor(one["val_loss"]), rtol=1e-4, atol=0
+    )
     got = safetensors.torch.load_file(runs.ddp / "bundle" / "model.safetensors")
     expected = safetensors.torch.load_file(runs.one / "bundle" / "model.safetensors")
     assert got.keys() == expected.keys()

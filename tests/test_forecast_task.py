@@ -300,12 +300,14 @@ def test_forecast_frame_from_a_cut_table_equals_the_test_window_at_that_origin(c
 def test_forecast_frame_refuses_a_horizon_beyond_the_model(csv):
     cfg = config(csv)
     prepared = forecast.prepare(cfg)
-    for asked in (H + 2, 0):
-        with pytest.raises(
-            DataError,
-            match=rf"this model forecasts up to {H} steps ahead; asked for {asked}: "
-            rf"retrain with data.horizon={asked}",
-        ):
+    asked = H + 2
+    with pytest.raises(
+        DataError,
+        match=rf"this model forecasts up to {H} steps ahead; asked for {asked}: retrain with data.horizon={asked}",
+    ):
+        forecast.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
+    for asked in (0, -1):
+        with pytest.raises(DataError, match=rf"the horizon must be at least 1 step, got {asked}"):
             forecast.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
 
 

@@ -18,12 +18,14 @@ import safetensors.torch
 import torch
 import yaml
 
+from rnnkit.tasks import forecast
 from rnnkit.train import checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-# 400 points -> 390 windows: 78 test, 31 validation, 281 training -> 71 steps of 4 per epoch.
-STEPS_PER_EPOCH, EPOCHS = 71, 2
+# 400 points: the last 80 rows are the test part, the 40 before them the validation part, 280 train.
+# Windows of 10 + 1: 270 training windows -> 68 steps of 4 per epoch (the last one of 2 rows).
+TRAIN_WINDOWS, STEPS_PER_EPOCH, EPOCHS = 270, 68, 2
 TOTAL = STEPS_PER_EPOCH * EPOCHS
 KILL_AFTER = STEPS_PER_EPOCH + 10  # inside the second epoch, after an epoch end
 
@@ -34,8 +36,8 @@ CONFIG = {
         "synthetic_options": {"points": 400, "noise": 0.1, "seed": 0},
         "lookback": 10,
         "horizon": 1,
-        "test_fraction": 0.2,
-        "validation_fraction": 0.1,
+        "test": 0.2,
+        "validation": 0.1,
     },
     "model": {"cell": "lstm", "hidden_size": 8, "num_layers": 2, "dropout": 0.3, "recurrent_dropout": 0.2},
     "train": {
@@ -80,6 +82,13 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(run / "bundle" / "model.safetensors")
 
 
+def test_the_step_counts_follow_from_the_split():
+    prepared = forecast.prepare(forecast.DataConfig(**CONFIG["data"]))
+    assert len(prepared.train) == TRAIN_WINDOWS
+    batches = -(-TRAIN_WINDOWS // CONFIG["train"]["batch_size"])  # the last batch may be short
+    assert batches == STEPS_PER_EPOCH
+
+
 def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
     config = tmp_path / "kill.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
@@ -102,7 +111,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
     resumed = finish(rnnkit("resume", str(killed), cwd=tmp_path))
     finish(reference)
-    assert "model" in resumed and "last value" in resumed
+    assert "test part: 80 forecast origins, horizon 1" in resumed, resumed
+    assert "model" in resumed and "last value (persistence)" in resumed
 
     assert saved_step(whole / "checkpoints" / "last.pt") == saved_step(last) == TOTAL
     expected, got = weights(whole), weights(killed)

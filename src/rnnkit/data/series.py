@@ -59,7 +59,7 @@ def load_series(
 ) -> list[Series]:
     """Check and split a table into its series (one per id). Errors name the rows and the fix."""
     used = [c for c in (columns.time, columns.id) if c] + [*columns.targets, *columns.past, *columns.known]
-    require_columns(frame, used)
+    require_columns(frame, used, source="the data")
     if calendar and columns.time is None:
         raise DataError("calendar features need data.time_column")
     unknown = sorted(set(calendar) - set(CALENDAR))

@@ -9,6 +9,7 @@ the test part's rolling origins (one forecast from every test step, a backtest w
 
 from __future__ import annotations
 
+import datetime
 import inspect
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import TensorDataset
 
 from rnnkit.config import Config
@@ -64,6 +65,24 @@ class SeriesDataConfig(Config):
     season: int = Field(
         1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
     )
+
+    @field_validator("test", "validation", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value):
+        """YAML reads an unquoted 2015-01-01 as a date; a split date is kept as ISO text."""
+        return value.isoformat() if isinstance(value, datetime.date) else value
+
+    @field_validator("test", "validation")
+    @classmethod
+    def _valid_part(cls, value):
+        if isinstance(value, str):
+            try:
+                pd.Timestamp(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a fraction, a row count or a date") from None
+        elif isinstance(value, float) and not 0 <= value < 1:
+            raise ValueError(f"a fraction must lie in [0, 1), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -290,7 +309,9 @@ def forecast_frame(
     """The next ``horizon`` steps after the end of every series in ``frame``, in a long table."""
     H, L = preprocessing["horizon"], preprocessing["lookback"]
     horizon = H if horizon is None else horizon
-    if not 1 <= horizon <= H:
+    if horizon < 1:
+        raise DataError(f"the horizon must be at least 1 step, got {horizon}")
+    if horizon > H:
         raise DataError(
             f"this model forecasts up to {H} steps ahead; asked for {horizon}: "
             f"retrain with data.horizon={horizon}"

@@ -30,7 +30,7 @@ class RunConfig(Config):
     """One run: which task, its data, its model, and how to train it; written into the run directory."""
 
     task: Literal["forecast"]
-    out_dir: str = "runs/run"
+    out_dir: str = Field("runs/run", coerce_numbers_to_str=True)
     data: SeriesDataConfig
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
     train: TrainConfig = TrainConfig()
