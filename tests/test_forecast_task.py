@@ -303,7 +303,8 @@ def test_forecast_frame_refuses_a_horizon_beyond_the_model(csv):
     asked = H + 2
     with pytest.raises(
         DataError,
-        match=rf"this model forecasts up to {H} steps ahead; asked for {asked}: retrain with data.horizon={asked}",
+        match=rf"this model forecasts up to {H} steps ahead; asked for {asked}: "
+        rf"retrain with data.horizon={asked}",
     ):
         forecast.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
     for asked in (0, -1):
