@@ -196,6 +196,21 @@ def test_tbptt_differs_from_full_bptt():
     assert weights_differ(snapshot(chunked), snapshot(full))
 
 
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_activation_checkpointing_equals_full_bptt(k):
+    """Chunks under activation checkpointing carry the gradient across chunk boundaries: full BPTT."""
+    x, y = sequences(3, 7)
+    checkpointed, full = make(), make()
+    Trainer(checkpointed, config(checkpoint_activations=k, batch_size=3, epochs=2)).fit(TensorDataset(x, y))
+    Trainer(full, config(batch_size=3, epochs=2)).fit(TensorDataset(x, y))
+    assert_weights_equal(snapshot(checkpointed), snapshot(full))
+
+
+def test_tbptt_and_activation_checkpointing_together_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"set train.tbptt .* or train.checkpoint_activations .*, not both"):
+        validate(TrainConfig, {"tbptt": 5, "checkpoint_activations": 5})
+
+
 def test_tbptt_detaches_the_state_between_chunks():
     model = make(Probe)
     Trainer(model, config(tbptt=2, batch_size=3)).fit(TensorDataset(*sequences(3, 6)))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rnnkit.runtime import select_device
 
@@ -52,14 +53,30 @@ def teardown() -> None:
 
 
 class LossModule(nn.Module):
-    """Routes ``forward`` to ``model.loss`` so DistributedDataParallel syncs the task loss's gradients."""
+    """Routes ``forward`` to ``model.loss`` so DistributedDataParallel syncs the task loss's gradients.
 
-    def __init__(self, model: nn.Module) -> None:
+    With ``checkpoint_every=k`` a sequence is run in chunks of k steps under activation
+    checkpointing (Chen et al. 2016): full BPTT whose memory holds each chunk's boundary state and
+    one chunk's activations instead of every step's. The chunk losses are weighted by their share
+    of the steps, which equals the whole sequence's loss when the model's loss is a mean over steps.
+    """
+
+    def __init__(self, model: nn.Module, checkpoint_every: int | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.checkpoint_every = model, checkpoint_every
 
-    def forward(self, *args, **kwargs):
-        return self.model.loss(*args, **kwargs)
+    def forward(self, inputs, targets, lengths=None, state=None):
+        k, T = self.checkpoint_every, inputs.shape[1]
+        if k is None or T <= k or not torch.is_grad_enabled():
+            return self.model.loss(inputs, targets, lengths=lengths, state=state)
+        total = 0.0
+        for x, y in zip(inputs.split(k, 1), targets.split(k, 1), strict=True):
+            loss, state = checkpoint(self._chunk, x, y, state, use_reentrant=False)
+            total = total + loss * (x.shape[1] / T)
+        return total, state
+
+    def _chunk(self, inputs, targets, state):
+        return self.model.loss(inputs, targets, state=state)
 
 
 def mean_if_finite(value: torch.Tensor, info: Dist) -> float | None:
@@ -75,8 +92,8 @@ def mean_if_finite(value: torch.Tensor, info: Dist) -> float | None:
     return None if packed[1] > 0 else float(packed[0]) / info.world_size
 
 
-def wrap(model: nn.Module, info: Dist) -> nn.Module:
-    module = LossModule(model)
+def wrap(model: nn.Module, info: Dist, checkpoint_every: int | None = None) -> nn.Module:
+    module = LossModule(model, checkpoint_every)
     if not info.enabled:
         return module
     ids = [info.device.index] if info.device.type == "cuda" else None

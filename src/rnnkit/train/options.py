@@ -55,6 +55,9 @@ class TrainConfig(Config):
         1, gt=0, description="micro-batches per optimiser step; an epoch end steps with what it has"
     )
     tbptt: int | None = Field(None, gt=0, description="truncated BPTT: steps per chunk; None: full BPTT")
+    checkpoint_activations: int | None = Field(
+        None, gt=0, description="full BPTT in chunks of this many steps under activation checkpointing"
+    )
     eval_every: int | None = Field(None, gt=0, description="steps; evaluation also runs at each epoch end")
     monitor: str = "val_loss"
     mode: Literal["min", "max"] = "min"
@@ -69,6 +72,12 @@ class TrainConfig(Config):
     progress: bool = True
     tensorboard: bool = True
     num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_cut_time(self):
+        if self.tbptt is not None and self.checkpoint_activations is not None:
+            raise ValueError("set train.tbptt (truncated BPTT) or train.checkpoint_activations (full BPTT), not both")
+        return self
 
     @model_validator(mode="after")
     def _budget(self):

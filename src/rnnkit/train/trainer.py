@@ -58,7 +58,7 @@ class Trainer:
             )
         self.device = self.dist.device
         self.model = model.to(self.device)
-        self.module = distributed.wrap(self.model, self.dist)
+        self.module = distributed.wrap(self.model, self.dist, config.checkpoint_activations)
         self.run_dir = None if run_dir is None else Path(run_dir)
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
