@@ -730,3 +730,18 @@ def test_each_optimiser_reduces_the_loss(optimizer, cls):
 def test_nesterov_without_momentum_is_a_config_error():
     with pytest.raises(ConfigError, match=r"nesterov needs optimizer.name 'sgd' and momentum > 0"):
         validate(TrainConfig, {"optimizer": {"name": "sgd", "nesterov": True}})
+
+
+def test_tensorboard_gets_every_evaluation(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = sequences(4, 3)
+    trainer = Trainer(make(), config(epochs=3, tensorboard=True), run_dir=tmp_path)
+    trainer.fit(TensorDataset(x, y), TensorDataset(x, y))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"lr", "train_loss", "val_loss"}
+    logged = events.Scalars("val_loss")
+    assert [e.step for e in logged] == [r["step"] for r in trainer.history]
+    assert [e.value for e in logged] == pytest.approx([r["val_loss"] for r in trainer.history], rel=1e-6)
+
