@@ -415,8 +415,9 @@ def test_stacked_needs_a_layer():
 def test_dropout_with_one_layer_warns(build):
     with pytest.warns(
         UserWarning, match=r"dropout=0\.3 acts between layers.*num_layers=1.*recurrent_dropout"
-    ):
+    ) as record:
         build(D, H, dropout=0.3)
+    assert record[0].filename == __file__, "the warning must point at the caller's line"
 
 
 def test_dropout_with_two_layers_does_not_warn():

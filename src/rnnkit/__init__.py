@@ -5,9 +5,29 @@ Shape letters, used in every docstring and shape comment (batch first everywhere
     L layers, K directions (1 or 2), V vocabulary.
 """
 
-from rnnkit.cells import GRUCell, LSTMCell, LSTMState, RecurrentCell, RNNCell, RNNState
+from rnnkit.cells import (
+    GRUCell,
+    LSTMCell,
+    LSTMState,
+    MinGRUCell,
+    MinLSTMCell,
+    RecurrentCell,
+    RNNCell,
+    RNNState,
+)
 from rnnkit.errors import ConfigError, DataError, DTypeError, RnnkitError, ShapeError
-from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Recurrent, RNNOutput, Stacked
+from rnnkit.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    MinGRU,
+    MinLSTM,
+    Recurrent,
+    RNNOutput,
+    Stacked,
+    Streamer,
+)
 
 __version__ = "0.1.0"
 
@@ -22,6 +42,10 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "LSTMState",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
     "RNNCell",
     "RNNOutput",
     "RNNState",
@@ -30,5 +54,6 @@ __all__ = [
     "RnnkitError",
     "ShapeError",
     "Stacked",
+    "Streamer",
     "__version__",
 ]

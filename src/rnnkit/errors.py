@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import sys
+import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class RnnkitError(Exception):
@@ -36,3 +39,12 @@ def unknown_name(kind: str, got: str, valid: Iterable[str]) -> ConfigError:
 
 class TrainingError(RnnkitError, RuntimeError):
     """Training cannot go on as configured (a non-finite loss or gradient, a missing metric, ...)."""
+
+
+def warn_user(message: str) -> None:
+    """A UserWarning for a legal but odd setting, pointing at the first line outside rnnkit."""
+    package = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

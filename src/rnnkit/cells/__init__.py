@@ -4,6 +4,18 @@ from rnnkit.cells.base import LSTMState, RecurrentCell, RNNState
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.init import INITIALISERS
 from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.minimal import MinGRUCell, MinimalCell, MinLSTMCell
 from rnnkit.cells.rnn import RNNCell
 
-__all__ = ["INITIALISERS", "GRUCell", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "RecurrentCell"]
+__all__ = [
+    "INITIALISERS",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "MinimalCell",
+    "RNNCell",
+    "RNNState",
+    "RecurrentCell",
+]

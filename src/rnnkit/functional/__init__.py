@@ -1,13 +1,22 @@
-"""Pure tensor maths: the reference equations and the masking helpers. No modules, no state."""
+"""Pure tensor maths: the reference equations, the scans and the masking helpers. No modules, no state.
+
+The scan chooser is ``rnnkit.functional.scan.scan``; it is not re-exported here, where its name would
+hide the ``scan`` submodule.
+"""
 
 from rnnkit.functional.masking import lengths_to_mask, reverse_padded
+from rnnkit.functional.scan import log_space_scan, sequential_scan
 from rnnkit.functional.steps import (
     elman_step,
     elman_update,
     gru_step,
     gru_update,
+    log_positive_activation,
     lstm_step,
     lstm_update,
+    mingru_step,
+    minlstm_step,
+    positive_activation,
 )
 
 __all__ = [
@@ -16,7 +25,13 @@ __all__ = [
     "gru_step",
     "gru_update",
     "lengths_to_mask",
+    "log_positive_activation",
+    "log_space_scan",
     "lstm_step",
     "lstm_update",
+    "mingru_step",
+    "minlstm_step",
+    "positive_activation",
     "reverse_padded",
+    "sequential_scan",
 ]

@@ -5,7 +5,8 @@ Each recurrence is split in two: ``*_update`` takes the input and hidden pre-act
 ``*_step`` builds those projections from raw weights and calls it. Cells reuse ``*_update`` so the
 layer-normalised variants differ from the plain ones only in how ``gx`` and ``gh`` are made.
 
-Gate order and conventions are torch.nn's: LSTM (i, f, g, o), GRU (r, z, n).
+Gate order and conventions are torch.nn's: LSTM (i, f, g, o), GRU (r, z, n). The minimal RNNs of
+Feng et al. 2024 (minGRU, minLSTM) have no hidden projection: their steps take the raw weights only.
 """
 
 from __future__ import annotations
@@ -93,3 +94,57 @@ def gru_step(
 ) -> Tensor:
     """One GRU step: x (B, D), h (B, H) -> h' (B, H)."""
     return gru_update(F.linear(x, weight_ih, bias_ih), F.linear(h, weight_hh, bias_hh), h)
+
+
+def positive_activation(x: Tensor) -> Tensor:
+    """g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise: continuous, increasing and always > 0.
+
+    Feng et al. 2024, appendix B.3: replaces the identity on the minimal RNNs' candidate state so that
+    every h stays positive and the recurrence can run in log space.
+    """
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_positive_activation(x: Tensor) -> Tensor:
+    """log g(x) without forming g: log(x + 0.5) for x >= 0, -softplus(-x) = log sigmoid(x) otherwise."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+def mingru_step(
+    x: Tensor,
+    h: Tensor,
+    weight_z: Tensor,
+    bias_z: Tensor | None,
+    weight_h: Tensor,
+    bias_h: Tensor | None,
+) -> Tensor:
+    """One minGRU step (Feng et al. 2024, sec. 3.1; g from appendix B.3): x (B, D), h (B, H) -> h'.
+
+    z = sigmoid(W_z x + b_z);  h~ = g(W_h x + b_h);  h' = (1 - z) h + z h~.
+    The gates read x only, so h' = a h + b with a = 1 - z and b = z h~ known for every step at once.
+    """
+    z = torch.sigmoid(F.linear(x, weight_z, bias_z))
+    h_tilde = positive_activation(F.linear(x, weight_h, bias_h))
+    return (1 - z) * h + z * h_tilde
+
+
+def minlstm_step(
+    x: Tensor,
+    h: Tensor,
+    weight_f: Tensor,
+    bias_f: Tensor | None,
+    weight_i: Tensor,
+    bias_i: Tensor | None,
+    weight_h: Tensor,
+    bias_h: Tensor | None,
+) -> Tensor:
+    """One minLSTM step (Feng et al. 2024, sec. 3.2; g from appendix B.3): x (B, D), h (B, H) -> h'.
+
+    f = sigmoid(W_f x + b_f);  i = sigmoid(W_i x + b_i);  h~ = g(W_h x + b_h);
+    f' = f / (f + i);  i' = i / (f + i);  h' = f' h + i' h~  (sec. 3.2.3: the normalised gates keep
+    the scale of h independent of time). No cell state and no output gate: h' = a h + b again.
+    """
+    f = torch.sigmoid(F.linear(x, weight_f, bias_f))
+    i = torch.sigmoid(F.linear(x, weight_i, bias_i))
+    h_tilde = positive_activation(F.linear(x, weight_h, bias_h))
+    return f / (f + i) * h + i / (f + i) * h_tilde

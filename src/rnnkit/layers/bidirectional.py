@@ -53,6 +53,12 @@ class Bidirectional(nn.Module):
         bw = self.backward_layer(x, bw_state, lengths)
         return RNNOutput(MERGES[self.merge](fw.outputs, bw.outputs), stack_states([fw.state, bw.state]))
 
+    def initial_state(self, batch_size: int) -> NamedTuple:
+        """Forward then backward starting states: fields (2, B, H)."""
+        return stack_states(
+            [self.forward_layer.initial_state(batch_size), self.backward_layer.initial_state(batch_size)]
+        )
+
     def extra_repr(self) -> str:
         return f"merge={self.merge!r}"
 

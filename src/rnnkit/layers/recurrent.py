@@ -41,8 +41,10 @@ def split_state(state, sizes: list[int]) -> list[tuple[Tensor, ...]]:
 class Recurrent(nn.Module):
     """One recurrent layer: ``cell`` applied at every step of a batch-first sequence.
 
-    The input projection of every step is one matrix product before the loop when the cell offers
-    ``input_projection``/``recurrence`` (all built-in cells do); any other module that follows the
+    A cell with a parallel form (``forward_sequence(x, state, lengths) -> (outputs, state)``, as the
+    minimal cells have) runs the whole sequence in that one call. Otherwise the input projection of
+    every step is one matrix product before the loop when the cell offers
+    ``input_projection``/``recurrence`` (all classic built-in cells do); any other module that follows the
     cell contract ``forward(x_t (B, D), state) -> (y_t (B, H), state)`` with ``initial_state(B)``,
     ``state_size``, ``input_size`` and ``state_type`` (the NamedTuple class of its state, fields
     (B, H)) is stepped as it is.
@@ -85,6 +87,8 @@ class Recurrent(nn.Module):
 
     def _scan(self, x: Tensor, state: NamedTuple, lengths: Tensor | None) -> tuple[Tensor, NamedTuple]:
         cell = self.cell
+        if hasattr(cell, "forward_sequence"):  # outputs (B, T, H) zero on padded steps, state carried
+            return cell.forward_sequence(x, state, lengths)
         if hasattr(cell, "recurrence"):
             inputs = cell.input_projection(x).transpose(0, 1).unbind(0)  # T x (B, G*H)
             dropout_mask = cell.recurrent_dropout_mask(x.shape[0])
@@ -106,6 +110,10 @@ class Recurrent(nn.Module):
             outputs.append(y)
             state = new
         return torch.stack(outputs, 1), state  # (B, T, H)
+
+    def initial_state(self, batch_size: int) -> NamedTuple:
+        """The cell's starting state with a leading layer axis: fields (1, B, H)."""
+        return type(state := self.cell.initial_state(batch_size))(*(f.unsqueeze(0) for f in state))
 
     def extra_repr(self) -> str:
         return "reverse=True" if self.reverse else ""

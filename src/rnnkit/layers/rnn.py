@@ -9,7 +9,6 @@ a time loop with the input projection hoisted out of it. ``layer.path`` says whi
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -19,8 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.checks import check_input, check_lengths, check_state
 from rnnkit.errors import ConfigError, unknown_name
-from rnnkit.layers.bidirectional import Bidirectional
-from rnnkit.layers.recurrent import Recurrent, RNNOutput
+from rnnkit.layers.recurrent import RNNOutput
 from rnnkit.layers.stacked import Stacked
 
 PATHS = ("auto", "fused", "cell")
@@ -55,16 +53,8 @@ class _TorchLikeRNN(nn.Module):
         **cell_options: Any,
     ) -> None:
         super().__init__()
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ConfigError(f"num_layers must be a positive int, got {num_layers!r}")
         if path not in PATHS:
             raise unknown_name("path", path, PATHS)
-        if dropout and num_layers == 1:
-            warnings.warn(
-                f"dropout={dropout} acts between layers, and num_layers=1 has none: it does nothing. "
-                "Use recurrent_dropout or zoneout to regularise a single layer.",
-                stacklevel=2,
-            )
         K = 2 if bidirectional else 1
         options = dict(
             layer_norm=layer_norm,
@@ -75,13 +65,16 @@ class _TorchLikeRNN(nn.Module):
             learn_initial_state=learn_initial_state,
             **cell_options,
         )
-        layers = []
-        for i in range(num_layers):
-            layer = Recurrent(
-                self.cell_class(input_size if i == 0 else K * hidden_size, hidden_size, **options)
-            )
-            layers.append(Bidirectional(layer) if bidirectional else layer)
-        self.stack = Stacked(layers, dropout=dropout, residual=residual)
+        self.stack = Stacked.of_cells(
+            lambda size: self.cell_class(size, hidden_size, **options),
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            residual,
+            hint=" Use recurrent_dropout or zoneout to regularise a single layer.",
+        )
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.dropout, self.bias = bidirectional, dropout, bias
         self.output_size = K * hidden_size
@@ -110,8 +103,7 @@ class _TorchLikeRNN(nn.Module):
 
     def initial_state(self, batch_size: int) -> NamedTuple:
         """Zeros, or the learned initial states; fields (L*K, B, H)."""
-        states = [cell.initial_state(batch_size) for cell in self.cells]
-        return self.state_type(*(torch.stack(fields) for fields in zip(*states, strict=True)))
+        return self.stack.initial_state(batch_size)
 
     def forward(self, x: Tensor, state: NamedTuple | Tensor | None = None, lengths=None) -> RNNOutput:
         """x (B, T, D); state fields (L*K, B, H) as torch's h_0/c_0, or None; lengths (B,) or None.

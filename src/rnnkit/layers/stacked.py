@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.checks import check_lengths
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, warn_user
 from rnnkit.functional.masking import lengths_to_mask
-from rnnkit.layers.recurrent import RNNOutput, split_state, stack_states
+from rnnkit.layers.bidirectional import Bidirectional
+from rnnkit.layers.recurrent import Recurrent, RNNOutput, split_state, stack_states
 
 
 class Stacked(nn.Module):
@@ -64,3 +65,33 @@ class Stacked(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in (("dropout", self.dropout), ("residual", self.residual)) if v)
+
+    def initial_state(self, batch_size: int) -> NamedTuple:
+        """Every layer's starting state, stacked: fields (num_states, B, H)."""
+        return stack_states([layer.initial_state(batch_size) for layer in self.layers])
+
+    @classmethod
+    def of_cells(
+        cls,
+        make_cell: Callable[[int], nn.Module],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        residual: bool = False,
+        hint: str = "",
+    ) -> Stacked:
+        """``num_layers`` Recurrent layers (Bidirectional when asked) over ``make_cell(input_size)``."""
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ConfigError(f"num_layers must be a positive int, got {num_layers!r}")
+        if dropout and num_layers == 1:
+            warn_user(
+                f"dropout={dropout} acts between layers, and num_layers=1 has none: it does nothing.{hint}"
+            )
+        K = 2 if bidirectional else 1
+        layers = []
+        for i in range(num_layers):
+            layer = Recurrent(make_cell(input_size if i == 0 else K * hidden_size))
+            layers.append(Bidirectional(layer) if bidirectional else layer)
+        return cls(layers, dropout=dropout, residual=residual)

@@ -67,7 +67,7 @@ class LossModule(nn.Module):
 
     def forward(self, inputs, targets, lengths=None, state=None):
         k, T = self.checkpoint_every, inputs.shape[1]
-        if k is None or T <= k or not torch.is_grad_enabled():
+        if k is None or k >= T or not torch.is_grad_enabled():
             return self.model.loss(inputs, targets, lengths=lengths, state=state)
         total = 0.0
         for x, y in zip(inputs.split(k, 1), targets.split(k, 1), strict=True):

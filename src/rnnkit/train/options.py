@@ -76,7 +76,9 @@ class TrainConfig(Config):
     @model_validator(mode="after")
     def _one_way_to_cut_time(self):
         if self.tbptt is not None and self.checkpoint_activations is not None:
-            raise ValueError("set train.tbptt (truncated BPTT) or train.checkpoint_activations (full BPTT), not both")
+            raise ValueError(
+                "set train.tbptt (truncated BPTT) or train.checkpoint_activations (full BPTT), not both"
+            )
         return self
 
     @model_validator(mode="after")
