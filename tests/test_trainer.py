@@ -744,4 +744,3 @@ def test_tensorboard_gets_every_evaluation(tmp_path):
     logged = events.Scalars("val_loss")
     assert [e.step for e in logged] == [r["step"] for r in trainer.history]
     assert [e.value for e in logged] == pytest.approx([r["val_loss"] for r in trainer.history], rel=1e-6)
-
