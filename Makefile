@@ -24,4 +24,4 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/recurrent.py
+	for b in recurrent mingru streaming long_sequences; do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

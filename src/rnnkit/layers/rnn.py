@@ -119,7 +119,10 @@ class _TorchLikeRNN(nn.Module):
         B, T, _ = x.shape
         lengths = check_lengths(lengths, B, T)
         shape = (self.num_states, B, self.hidden_size)
-        state = self.initial_state(B) if state is None else check_state(state, self.state_type, shape, dtype)
+        if state is None:  # the fused path never has learned initial states: zeros, as torch.nn makes them
+            state = self.state_type(*(x.new_zeros(shape) for _ in self.state_type._fields))
+        else:
+            state = check_state(state, self.state_type, shape, dtype)
         return self._fused(x, state, lengths)
 
     def _fused(self, x: Tensor, state: NamedTuple, lengths: Tensor | None) -> RNNOutput:
