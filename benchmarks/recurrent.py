@@ -16,11 +16,9 @@ Candidates are timed in interleaved rounds so drift on a shared machine hits all
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians, setting
 from torch import nn
 
 import rnnkit
@@ -90,17 +88,10 @@ def infer_step(module):
     return step
 
 
-def measure(candidates: dict, x: torch.Tensor, repeats: int, warmup: int = 2) -> dict[str, float]:
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn(x)
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn(x)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+def measure(candidates: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each candidate on x, timed in interleaved rounds."""
+    medians = interleaved_medians({name: (lambda fn=fn: fn(x)) for name, fn in candidates.items()}, repeats)
+    return {name: seconds * 1e3 for name, seconds in medians.items()}
 
 
 def table(title: str, medians: dict[str, float], reference: str) -> None:
@@ -144,10 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, median of {args.repeats}"
-    )
+    print(f"{setting()}, median of {args.repeats}")
     for name in args.shapes:
         run_shape(name, SHAPES[name], args.repeats)
 

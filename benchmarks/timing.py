@@ -1,0 +1,35 @@
+"""Timing shared by the benchmarks: candidates run in interleaved rounds, medians compared."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], None]], repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds per call of each candidate; one call of each per round, so drift hits all alike."""
+    for run in candidates.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def setting() -> str:
+    """The facts a reader needs to compare runs: torch, threads, OpenMP wait policy, load."""
+    return (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
