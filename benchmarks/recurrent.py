@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import interleaved_medians, setting
+from timing import measure, setting
 from torch import nn
 
 import rnnkit
@@ -86,12 +86,6 @@ def infer_step(module):
             module(x)
 
     return step
-
-
-def measure(candidates: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each candidate on x, timed in interleaved rounds."""
-    medians = interleaved_medians({name: (lambda fn=fn: fn(x)) for name, fn in candidates.items()}, repeats)
-    return {name: seconds * 1e3 for name, seconds in medians.items()}
 
 
 def table(title: str, medians: dict[str, float], reference: str) -> None:

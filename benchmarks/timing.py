@@ -33,3 +33,9 @@ def setting() -> str:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
+
+
+def measure(candidates: dict[str, Callable], x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each candidate called on x, timed in interleaved rounds."""
+    medians = interleaved_medians({name: (lambda fn=fn: fn(x)) for name, fn in candidates.items()}, repeats)
+    return {name: seconds * 1e3 for name, seconds in medians.items()}
