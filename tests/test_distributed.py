@@ -171,3 +171,52 @@ def test_logged_training_loss_is_the_global_batch_loss(runs):
     torch.testing.assert_close(
         torch.tensor(two["train_loss"]), torch.tensor(one["train_loss"]), rtol=1e-4, atol=0
     )
+
+
+def test_a_stopped_two_process_run_resumes_exactly(tmp_path):
+    """Each process's RNG (dropout) travels to rank 0's checkpoint and back to its own process."""
+    config = {**CONFIG, "model": {"cell": "lstm", "hidden_size": 8, "num_layers": 2, "dropout": 0.3}}
+    path = tmp_path / "dropout.yaml"
+    path.write_text(yaml.safe_dump(config))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    train = [*torchrun, "-m", "rnnkit", "train", str(path)]
+    runs = [
+        subprocess.Popen(
+            [*train, f"out_dir={tmp_path / 'whole'}"],
+            cwd=tmp_path,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ),
+        subprocess.Popen(
+            [*train, f"out_dir={tmp_path / 'cut'}", "train.max_steps=6"],
+            cwd=tmp_path,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ),
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, f"{out}\n{err}"
+    cut = tmp_path / "cut"
+    assert torch.load(cut / "checkpoints" / "last.pt", weights_only=True)["position"]["step"] == 6
+    resolved = yaml.safe_load((cut / "config.yaml").read_text())
+    resolved["train"]["max_steps"] = None  # go on to the end of the epochs, like the whole run
+    (cut / "config.yaml").write_text(yaml.safe_dump(resolved))
+    resumed = subprocess.run(
+        [*torchrun, "-m", "rnnkit", "resume", str(cut)],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    got = safetensors.torch.load_file(cut / "bundle" / "model.safetensors")
+    expected = safetensors.torch.load_file(tmp_path / "whole" / "bundle" / "model.safetensors")
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+    assert read_log(cut) == read_log(tmp_path / "whole")

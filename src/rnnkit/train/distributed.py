@@ -79,6 +79,15 @@ class LossModule(nn.Module):
         return self.model.loss(inputs, targets, state=state)
 
 
+def gather_to_main(obj, info: Dist) -> list | None:
+    """Every process's ``obj`` in rank order on rank 0 (None elsewhere); [obj] in one process."""
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
 def mean_if_finite(value: torch.Tensor, info: Dist) -> float | None:
     """The mean of a scalar over all processes, or None when it is not finite on any of them.
 

@@ -361,7 +361,13 @@ class Trainer:
     def save_checkpoint(self, path: str | Path | None = None) -> None:
         """Everything needed to go on exactly: weights, optimiser, schedule, RNG and data position."""
         path = path or self.checkpoint_path
-        if path is None or not self.dist.is_main:
+        if path is None:
+            return
+        # what differs between processes (RNG, the rows' carried state) travels to rank 0: one file
+        carried = None if self.carried is None else list(self.carried)
+        mine = {"rng": checkpoint.rng_state(), "carried": carried}
+        ranks = distributed.gather_to_main(mine, self.dist)
+        if not self.dist.is_main:
             return
         checkpoint.atomic_save(
             {
@@ -370,11 +376,10 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "rng": checkpoint.rng_state(),
+                "ranks": ranks,
                 "position": {
                     k: getattr(self, k) for k in ("step", "epoch", "batch_index", "chunk_index", "micro")
                 },
-                "carried": None if self.carried is None else list(self.carried),
                 "loss_running": [self._loss_sum, self._loss_count],
                 "history": self.history,
                 "best": {
@@ -401,12 +406,18 @@ class Trainer:
         self.schedule.load_state_dict(saved["schedule"])
         if self.scaler is not None and saved["scaler"] is not None:
             self.scaler.load_state_dict(saved["scaler"])
-        checkpoint.set_rng_state(saved["rng"])
+        if len(saved["ranks"]) != self.dist.world_size:
+            raise TrainingError(
+                f"{path} was written by {len(saved['ranks'])} process(es); resume it with as many "
+                f"(this run has {self.dist.world_size})"
+            )
+        mine = saved["ranks"][self.dist.rank]
+        checkpoint.set_rng_state(mine["rng"])
         for key, value in saved["position"].items():
             setattr(self, key, value)
-        if saved["carried"] is not None:
+        if mine["carried"] is not None:
             state_type = type(self.model.initial_state(1))
-            self.carried = state_type(*(t.to(self.device) for t in saved["carried"]))
+            self.carried = state_type(*(t.to(self.device) for t in mine["carried"]))
         self._loss_sum, self._loss_count = saved["loss_running"]
         self.history, self.skipped = saved["history"], saved["skipped"]
         best = saved["best"]
