@@ -1,4 +1,4 @@
-"""Data: batches, windows over series, scalers and synthetic series."""
+"""Data: batches, windows over series, scalers, synthetic series, and text (tokenisers, readers, streams)."""
 
 from rnnkit.data.batch import Batch, Stream, stack_pairs
 from rnnkit.data.scalers import (
@@ -10,21 +10,67 @@ from rnnkit.data.scalers import (
     scaler_from_state,
 )
 from rnnkit.data.synthetic import noisy_sine, seasonal_temperature, seasonal_temperature_frame
+from rnnkit.data.text import (
+    LabelledTexts,
+    Labels,
+    TextDataset,
+    TokenStream,
+    bucket_order,
+    corpus_chunks,
+    encode_corpus,
+    pad_collate,
+    padding_fraction,
+    read_class_folders,
+    read_labelled,
+    read_text,
+    read_vectors,
+    require_texts,
+)
+from rnnkit.data.vocab import (
+    WORD_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    TextCodec,
+    Vocab,
+    WordTokenizer,
+    tokenizer_from_state,
+)
 from rnnkit.data.windows import sliding_windows, split_by_time
 
 __all__ = [
+    "WORD_PATTERN",
+    "BPETokenizer",
     "Batch",
+    "CharTokenizer",
+    "LabelledTexts",
+    "Labels",
     "MinMaxScaler",
     "RobustScaler",
     "Scaler",
     "StandardScaler",
     "Stream",
+    "TextCodec",
+    "TextDataset",
+    "TokenStream",
+    "Vocab",
+    "WordTokenizer",
+    "bucket_order",
+    "corpus_chunks",
+    "encode_corpus",
     "make_scaler",
     "noisy_sine",
+    "pad_collate",
+    "padding_fraction",
+    "read_class_folders",
+    "read_labelled",
+    "read_text",
+    "read_vectors",
+    "require_texts",
     "scaler_from_state",
     "seasonal_temperature",
     "seasonal_temperature_frame",
     "sliding_windows",
     "split_by_time",
     "stack_pairs",
+    "tokenizer_from_state",
 ]

@@ -38,17 +38,26 @@ class Stream(Sequence[Batch]):
     Row b of batch i+1 continues row b of batch i unless ``batch.reset[b]``; every batch must carry
     a ``reset`` mask, and the first must reset every row. The trainer reads them in order, never
     shuffled, and carries the model state across them.
+
+    ``Stream(batches)`` keeps a list of batches, each checked by :meth:`check`. A stream too large to
+    hold makes its batches when indexed instead: a subclass overrides ``__len__`` and ``__getitem__``,
+    does not call this ``__init__``, and keeps the same rules (see :class:`rnnkit.data.TokenStream`).
     """
 
     def __init__(self, batches: Sequence[Batch]) -> None:
         if not batches:
             raise DataError("a Stream needs at least one batch")
         for i, batch in enumerate(batches):
-            if batch.reset is None or batch.reset.shape != (batch.inputs.shape[0],):
-                raise DataError(f"Stream batch {i} needs reset of shape (B,) = ({batch.inputs.shape[0]},)")
-        if not bool(batches[0].reset.all()):
-            raise DataError("the first batch of a Stream must reset every row (reset all True)")
+            self.check(batch, i)
         self.batches = list(batches)
+
+    @staticmethod
+    def check(batch: Batch, index: int) -> None:
+        """A DataError unless ``batch`` may stand at ``index`` of a Stream."""
+        if batch.reset is None or batch.reset.shape != (batch.inputs.shape[0],):
+            raise DataError(f"Stream batch {index} needs reset of shape (B,) = ({batch.inputs.shape[0]},)")
+        if index == 0 and not bool(batch.reset.all()):
+            raise DataError("the first batch of a Stream must reset every row (reset all True)")
 
     def __len__(self) -> int:
         return len(self.batches)
