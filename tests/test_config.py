@@ -157,7 +157,7 @@ def test_validate_unknown_key_without_a_near_one_lists_the_valid_keys():
         ("train.shuffle=maybe", r"train\.shuffle: Input should be a valid boolean.*\(got 'maybe'\)"),
         ("train.optimizer.lr=-1", r"train\.optimizer\.lr: Input should be greater than 0 \(got -1\)"),
         ("data.lookback=0", r"data\.lookback: Input should be greater than 0 \(got 0\)"),
-        ("task=classify", r"task: Input should be 'forecast' \(got 'classify'\)"),
+        ("task=speech", r"task: Input should be 'forecast', 'classify' or 'language_model' \(got 'speech'\)"),
         ("model=3", r"model: Input should be a valid dictionary \(got 3\)"),
     ],
 )

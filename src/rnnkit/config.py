@@ -116,7 +116,7 @@ _BRANCHES = re.compile(r"^(int|float|str|bool|none|list|dict|tuple|literal|funct
 
 
 def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
-    loc = [str(p) for p in error["loc"] if not _BRANCHES.match(str(p))]  # drop pydantic's union branches
+    loc = [str(p) for p in _key_path(cls, error["loc"]) if not _BRANCHES.match(str(p))]  # no union branches
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
         valid = _fields_at(cls, error["loc"][:-1])
@@ -130,6 +130,23 @@ def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
         return message
     got = error.get("input")
     return f"{key}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+
+
+def _key_path(cls: type[pydantic.BaseModel], loc: tuple) -> list:
+    """``loc`` without the tags pydantic adds for tagged unions (data.series.lookback -> data.lookback)."""
+    model: Any = cls
+    path = []
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part in fields:
+            model = _config_class(fields[part].annotation)
+        elif isinstance(model, dict) and part in model:
+            model = model[part]
+            continue
+        else:
+            model = None
+        path.append(part)
+    return path
 
 
 def _fields_at(cls: type[pydantic.BaseModel], loc: tuple) -> list[str]:

@@ -1,11 +1,19 @@
-"""Forecast metrics (over torchmetrics where it has them) and the baselines every model faces.
+"""Metrics (over torchmetrics where it has them) and the baselines every model faces.
 
-Errors are measured in the series' own units. MASE divides the MAE by the in-sample MAE of the
-seasonal naive forecast on the training part (Hyndman & Koehler 2006); interval coverage is the
-share of actual values inside [lower, upper].
+Forecasting: errors are measured in the series' own units. MASE divides the MAE by the in-sample
+MAE of the seasonal naive forecast on the training part (Hyndman & Koehler 2006); interval coverage
+is the share of actual values inside [lower, upper].
+
+Classification: accuracy, macro F1 and confusion matrices from torchmetrics, beside the majority
+class and a bag-of-words logistic regression (scikit-learn). Language models: perplexity and bits
+per character, beside what ``xz -9`` (LZMA) needs for the same text.
 """
 
 from __future__ import annotations
+
+import lzma
+import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +22,14 @@ from torchmetrics.functional import (
     mean_absolute_percentage_error,
     mean_squared_error,
     symmetric_mean_absolute_percentage_error,
+)
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multilabel_accuracy,
+    multilabel_confusion_matrix,
+    multilabel_f1_score,
 )
 
 from rnnkit.errors import DataError
@@ -80,3 +96,91 @@ def baseline(name: str, series: np.ndarray, origins: np.ndarray, horizon: int, s
         sums = np.cumsum(series)[origins]
         return np.repeat((sums / (origins + 1))[:, None], horizon, 1)
     raise DataError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
+
+
+# ---- classification -----------------------------------------------------------------------------
+
+
+def classification_metrics(
+    probabilities: torch.Tensor, targets: torch.Tensor, head: str, num_classes: int
+) -> dict[str, Any]:
+    """Accuracy, macro F1 and the confusion matrix (rows: true class, columns: predicted) by torchmetrics.
+
+    ``probabilities`` is (N,) for a binary head (of class 1) and (N, C) otherwise; ``targets`` holds
+    class ids, or (N, C) 0/1 for a multi-label head (accuracy and F1 then per label, macro-averaged,
+    with a confusion matrix (C, 2, 2) per label).
+    """
+    if head == "multilabel":
+        t = targets.long()
+        return {
+            "accuracy": float(multilabel_accuracy(probabilities, t, num_labels=num_classes)),
+            "f1_macro": float(multilabel_f1_score(probabilities, t, num_labels=num_classes)),
+            "confusion_matrix": multilabel_confusion_matrix(
+                probabilities, t, num_labels=num_classes
+            ).tolist(),
+        }
+    predicted = (probabilities >= 0.5).long() if head == "binary" else probabilities.argmax(-1)
+    t = targets.long()
+    return {
+        "accuracy": float(multiclass_accuracy(predicted, t, num_classes, average="micro")),
+        "f1_macro": float(multiclass_f1_score(predicted, t, num_classes, average="macro")),
+        "confusion_matrix": multiclass_confusion_matrix(predicted, t, num_classes).tolist(),
+    }
+
+
+def majority_baseline(train_labels: torch.Tensor, test_labels: torch.Tensor, num_classes: int) -> dict:
+    """Always predict the training part's most frequent class (single-label tasks)."""
+    majority = int(torch.bincount(train_labels.long(), minlength=num_classes).argmax())
+    predicted = torch.full_like(test_labels.long(), majority)
+    return {
+        "accuracy": float(multiclass_accuracy(predicted, test_labels.long(), num_classes, average="micro")),
+        "f1_macro": float(multiclass_f1_score(predicted, test_labels.long(), num_classes, average="macro")),
+    }
+
+
+def bag_of_words_baseline(
+    train_texts: list[str], train_labels: list[int], test_texts: list[str], test_labels: list[int]
+) -> dict[str, float]:
+    """Logistic regression on word and bigram counts (scikit-learn), the usual text-classification floor.
+
+    Unigrams and bigrams with sublinear TF-IDF weights and scikit-learn's default L2-regularised
+    logistic regression (C=1), fitted on the training part only: one standard setting, not tuned.
+    """
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import accuracy_score, f1_score
+    except ImportError:
+        raise DataError("the bag-of-words baseline needs scikit-learn: pip install 'rnnkit[text]'") from None
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    features = vectorizer.fit_transform(train_texts)
+    classifier = LogisticRegression(max_iter=2000).fit(features, train_labels)
+    predicted = classifier.predict(vectorizer.transform(test_texts))
+    return {
+        "accuracy": float(accuracy_score(test_labels, predicted)),
+        "f1_macro": float(f1_score(test_labels, predicted, average="macro")),
+    }
+
+
+# ---- language models ----------------------------------------------------------------------------
+
+
+def language_model_metrics(total_nats: float, tokens: int, characters: int) -> dict[str, float]:
+    """Cross-entropy per token, perplexity, and bits per character of the text those tokens spell."""
+    if tokens < 1 or characters < 1:
+        raise DataError(f"language-model metrics need text; got {tokens} tokens and {characters} characters")
+    per_token = total_nats / tokens
+    return {
+        "cross_entropy": per_token,
+        "perplexity": math.exp(min(per_token, 700.0)),
+        "bits_per_character": total_nats / math.log(2) / characters,
+        "tokens": tokens,
+        "characters": characters,
+    }
+
+
+def xz_bits_per_character(text: str) -> float:
+    """Bits per character that ``xz -9`` (LZMA2, preset 9, the .xz container) needs for ``text``."""
+    if not text:
+        raise DataError("xz_bits_per_character needs a non-empty text")
+    return 8 * len(lzma.compress(text.encode("utf-8"), format=lzma.FORMAT_XZ, preset=9)) / len(text)

@@ -87,6 +87,43 @@ def plot_forecast(
     return _save(fig, path)
 
 
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = "Confusion matrix"
+) -> Path:
+    """Counts with true classes down the rows and predicted classes across, each cell labelled."""
+    plt = _pyplot()
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.1 * n + 2))
+    image = ax.imshow(matrix, cmap="Blues")
+    top = max(max(row) for row in matrix) or 1
+    for i in range(n):
+        for j in range(n):
+            color = "white" if matrix[i][j] > top / 2 else "black"
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", color=color)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def plot_attention(
+    rows: Sequence[tuple[Sequence[str], Sequence[float], str]], path: str | Path, title: str = "Attention"
+) -> Path:
+    """One row per text: its tokens shaded by attention weight, with a label (e.g. the prediction)."""
+    plt = _pyplot()
+    width = max(len(tokens) for tokens, _, _ in rows)
+    fig, ax = plt.subplots(figsize=(min(0.55 * width + 3, 24), 0.6 * len(rows) + 1.2))
+    grid = [[*weights, *[float("nan")] * (width - len(weights))] for _, weights, _ in rows]
+    ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
+    for i, (tokens, _, _) in enumerate(rows):
+        for j, token in enumerate(tokens):
+            ax.text(j, i, token, ha="center", va="center", fontsize=7)
+    ax.set(yticks=range(len(rows)), xticks=[], title=title)
+    ax.set_yticklabels([label for _, _, label in rows], fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

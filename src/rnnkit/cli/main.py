@@ -64,11 +64,33 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict",
-        help="predict with a bundle from an input file",
-        description="Forecasting bundles: the same as forecast with the model's horizon.",
+        help="predict with a bundle: forecasts, or labels of texts",
+        description="Forecasting bundles: the same as forecast with the model's horizon, from INPUT. "
+        "Classifier bundles: the label of each text given with --text, or of each line of INPUT, "
+        "or of each line of standard input.",
     )
     predict.add_argument("bundle", type=Path)
-    predict.add_argument("input", type=Path, help="a file with the training data's columns")
+    predict.add_argument("input", type=Path, nargs="?", help="a table (forecasting) or a text file")
+    predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    predict.add_argument(
+        "--json", action="store_true", help="print JSON lines with every class's probability"
+    )
+
+    generate = commands.add_parser(
+        "generate",
+        help="continue a prompt with a language-model bundle",
+        description="Generate up to --max-tokens tokens after --prompt, token by token with the state "
+        "carried; greedy, or sampled with temperature, top-k and top-p.",
+    )
+    generate.add_argument("bundle", type=Path)
+    generate.add_argument("--prompt", default="", help='the text to continue, e.g. "The cat sat on the"')
+    generate.add_argument("--max-tokens", type=int, default=50)
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--greedy", action="store_true", help="always the most likely token")
+    generate.add_argument("--seed", type=int, default=None, help="for repeatable samples")
+    generate.add_argument("--samples", type=int, default=1, help="how many continuations")
 
     info = commands.add_parser("info", help="describe a bundle")
     info.add_argument("bundle", type=Path)
@@ -110,23 +132,23 @@ def _resume(args) -> None:
 
 def _evaluate(args) -> None:
     from rnnkit.bundle import load_bundle
-    from rnnkit.data.tables import read_table
     from rnnkit.tasks import TASKS
 
     bundle = load_bundle(args.bundle)
     task = TASKS[bundle.config["task"]]
-    frame = None if args.data is None else read_table(args.data)
-    prepared = task.prepare(task.DataConfig(**bundle.config["data"]), bundle.preprocessing, frame)
+    prepared = task.prepare_file(task.DataConfig(**bundle.config["data"]), bundle.preprocessing, args.data)
     print(task.metrics_table(task.evaluate(bundle.model, prepared)))
 
 
-def _forecast(args) -> None:
+def _forecast(args, bundle=None) -> None:
     from rnnkit import plots
     from rnnkit.bundle import load_bundle
     from rnnkit.data.tables import read_table
     from rnnkit.tasks import TASKS
 
-    bundle = load_bundle(args.bundle)
+    bundle = bundle or load_bundle(args.bundle)
+    if bundle.config["task"] != "forecast":
+        raise RnnkitError(f"forecast needs a forecasting bundle; {args.bundle} is {bundle.config['task']!r}")
     task = TASKS[bundle.config["task"]]
     config = task.DataConfig(**bundle.config["data"])
     frame = read_table(args.input)
@@ -163,8 +185,78 @@ def _times(values):
 
 
 def _predict(args) -> None:
-    args.horizon, args.output, args.plot = None, None, None
-    _forecast(args)
+    from rnnkit.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    task = bundle.config["task"]
+    if task == "forecast":
+        if args.input is None or args.text:
+            raise RnnkitError("a forecasting bundle predicts from a table: rnnkit predict BUNDLE FILE")
+        args.horizon, args.output, args.plot = None, None, None
+        _forecast(args, bundle)
+        return
+    if task != "classify":
+        raise RnnkitError(f"predict serves forecasting and classifier bundles; for {task!r} use generate")
+    from rnnkit.tasks.classify import predict_texts
+
+    texts = args.text or _read_lines(args.input)
+    for text, result in zip(texts, predict_texts(bundle.model, texts, bundle.preprocessing), strict=True):
+        if args.json:
+            print(json.dumps({"text": text, **result}))
+        else:
+            label = "|".join(result["label"]) if isinstance(result["label"], list) else result["label"]
+            print(f"{label}\t{result['probability']:.3f}\t{text}")
+
+
+def _read_lines(path: Path | None) -> list[str]:
+    """Texts, one per line, from ``path`` or standard input; blank lines are skipped."""
+    if path is None:
+        if sys.stdin.isatty():
+            raise RnnkitError("no text: give --text TEXT, a file of texts, or pipe texts to standard input")
+        raw = sys.stdin.buffer.read()
+        where = "standard input"
+    else:
+        if not path.is_file():
+            raise RnnkitError(f"{path} is not a file")
+        raw, where = path.read_bytes(), str(path)
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RnnkitError(
+            f"{where} is not UTF-8 (byte {error.start}: {raw[error.start : error.start + 1]!r}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    texts = [line.strip() for line in content.splitlines() if line.strip()]
+    if not texts:
+        raise RnnkitError(f"{where} holds no text")
+    return texts
+
+
+def _generate(args) -> None:
+    from rnnkit.bundle import load_bundle
+    from rnnkit.data.vocab import TextCodec
+    from rnnkit.decoding import generate_text
+
+    bundle = load_bundle(args.bundle)
+    if bundle.config["task"] != "language_model":
+        raise RnnkitError(
+            f"generate needs a language-model bundle; {args.bundle} is {bundle.config['task']!r}"
+        )
+    codec = TextCodec.from_state(bundle.preprocessing["codec"])
+    for i in range(args.samples):
+        seed = None if args.seed is None else args.seed + i
+        text = generate_text(
+            bundle.model,
+            codec,
+            args.prompt,
+            args.max_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            greedy=args.greedy,
+            seed=seed,
+        )
+        print(args.prompt + text)
 
 
 def _info(args) -> None:
@@ -185,6 +277,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "forecast": _forecast,
     "predict": _predict,
+    "generate": _generate,
     "info": _info,
     "sine": _sine,
 }

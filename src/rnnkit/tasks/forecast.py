@@ -177,6 +177,13 @@ def prepare(
     )
 
 
+def prepare_file(
+    config: SeriesDataConfig, preprocessing: dict[str, Any], path: str | Path | None = None
+) -> Prepared:
+    """With a trained bundle's preprocessing: its test part, or every window of the file at ``path``."""
+    return prepare(config, preprocessing, None if path is None else read_table(path))
+
+
 def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bounds) -> dict[str, Any]:
     """Scalers and the MASE scale, from the training rows [0, a) of every series only."""
     train = [(s, a) for s, (a, _) in zip(all_series, bounds, strict=True)]
@@ -355,6 +362,11 @@ def forecast_frame(
             records.append(record)
     table = pd.DataFrame.from_records(records)
     return table.drop(columns="time") if config.time_column is None else table
+
+
+def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, config, metrics) -> list[Path]:
+    """The test-part forecasts 1 step and the full horizon ahead."""
+    return plot_test(model, prepared, out_dir, [1, config.horizon])
 
 
 def plot_test(model: torch.nn.Module, prepared: Prepared, out_dir: Path, steps: list[int]) -> list[Path]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rnnkit.bundle import save_bundle
 from rnnkit.config import Config, dump_yaml, load_config
 from rnnkit.errors import ConfigError, RnnkitError
 from rnnkit.models import build_model, model_config
 from rnnkit.runtime import seed_everything
-from rnnkit.tasks import TASKS
+from rnnkit.tasks import TASKS, Prepared
+from rnnkit.tasks.classify import TextDataConfig
 from rnnkit.tasks.forecast import SeriesDataConfig
+from rnnkit.tasks.language import CorpusDataConfig
 from rnnkit.train import distributed
 from rnnkit.train.options import TrainConfig
 from rnnkit.train.trainer import Trainer
@@ -29,11 +31,32 @@ from rnnkit.train.trainer import Trainer
 class RunConfig(Config):
     """One run: which task, its data, its model, and how to train it; written into the run directory."""
 
-    task: Literal["forecast"]
+    task: Literal["forecast", "classify", "language_model"]
     out_dir: str = Field("runs/run", coerce_numbers_to_str=True)
-    data: SeriesDataConfig
+    data: Annotated[SeriesDataConfig | TextDataConfig | CorpusDataConfig, Field(discriminator="kind")]
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_kind(cls, values):
+        """The task says which kind of data section it reads; ``data.kind`` need not be written."""
+        if isinstance(values, dict) and isinstance(values.get("data"), dict):
+            if values.get("task") in TASKS:
+                kind = TASKS[values["task"]].DataConfig.model_fields["kind"].default
+                values = {**values, "data": {"kind": kind, **values["data"]}}
+            else:  # the task is wrong or missing: say that alone, not how the data fits no task
+                values = {**values, "data": {"kind": "series"}}
+        return values
+
+    @model_validator(mode="after")
+    def _data_fits_task(self):
+        expected = TASKS[self.task].DataConfig
+        if not isinstance(self.data, expected):
+            raise ValueError(
+                f"task {self.task!r} reads data of kind {expected.model_fields['kind'].default!r}"
+            )
+        return self
 
 
 def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
@@ -44,16 +67,22 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     return config
 
 
-def resolve_model(config: RunConfig) -> Config:
-    """The model config: the model section plus what the data fixes (window sizes, column counts)."""
-    fixed = TASKS[config.task].model_defaults(config.data)
+def resolve_model(config: RunConfig, prepared: Prepared | None = None) -> Config:
+    """The model config: the model section plus what the data fixes (window sizes, column counts,
+    and once the data is read, vocabulary size and classes) and suggests (a head that fits the labels)."""
+    task = TASKS[config.task]
+    fixed = dict(task.model_defaults(config.data))
+    suggested = {}
+    if prepared is not None and hasattr(task, "model_fixed"):
+        fixed.update(task.model_fixed(prepared))
+        suggested = getattr(task, "model_suggestions", lambda _: {})(prepared)
     for key, value in fixed.items():
         if key in config.model and config.model[key] != value:
             raise ConfigError(
                 f"model.{key} is fixed by the data section to {value}, got {config.model[key]}: "
                 f"drop model.{key}"
             )
-    return model_config({**config.model, **fixed})
+    return model_config({**suggested, **config.model, **fixed})
 
 
 def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -61,10 +90,13 @@ def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None
     dist = distributed.setup(config.train.device)
     try:
         task, run_dir = TASKS[config.task], Path(config.out_dir)
-        prepared = task.prepare(config.data)
-        model_cfg = resolve_model(config)
+        options = {"batch_size": config.train.batch_size} if getattr(task, "STREAMED", False) else {}
+        prepared = task.prepare(config.data, **options)
+        model_cfg = resolve_model(config, prepared)
         seed_everything(config.train.seed)
         model = build_model(model_cfg)
+        if hasattr(task, "initialize"):
+            task.initialize(model, prepared, config.data, log=log if dist.is_main else lambda _: None)
         resolved = config.model_copy(update={"model": model_cfg.model_dump(mode="json")})
         if dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +119,7 @@ def train_run(config: RunConfig, resume: bool = False, log: Callable[[str], None
         written = ["config.yaml", "log.csv", "checkpoints/", f"{bundle.name}/"]
         try:
             written += ["loss.png"] + [
-                p.name for p in task.plot_test(model, prepared, run_dir, [1, config.data.horizon])
+                p.name for p in task.write_plots(model, prepared, run_dir, config.data, metrics)
             ]
         except RnnkitError as error:  # matplotlib is an optional extra
             log(f"no plots: {error}")

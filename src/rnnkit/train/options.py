@@ -47,6 +47,9 @@ class TrainConfig(Config):
     max_steps: int | None = Field(None, gt=0, description="optimiser steps; stops before epochs when reached")
     batch_size: int = Field(32, gt=0, description="global: split across processes under torchrun")
     shuffle: bool = True
+    bucket: bool = Field(
+        True, description="shuffled batches of similar lengths when the data has lengths (texts)"
+    )
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     clip_grad_norm: float | None = Field(None, gt=0)

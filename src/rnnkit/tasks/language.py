@@ -1,0 +1,263 @@
+"""Language modelling: a plain-text corpus -> token ids on disk -> a LanguageModel over a token stream.
+
+The corpus is a text file (or ``dataset: bible_kjv``, the King James Bible that Debian's
+``bible-kjv`` package ships), split by position into training, validation and test parts at line
+breaks, each encoded chunk by chunk into a memory-mapped file of token ids, so a corpus larger than
+memory trains. The model reads ``batch_size`` rows of the stream in parallel with its state carried
+from batch to batch (truncated BPTT); the test part is scored with the state carried through it, in
+bits per character of the test text, beside what ``xz -9`` needs for the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from rnnkit.config import Config
+from rnnkit.data.text import TokenStream, corpus_chunks, encode_corpus
+from rnnkit.data.vocab import TextCodec
+from rnnkit.errors import DataError
+from rnnkit.metrics import language_model_metrics, xz_bits_per_character
+from rnnkit.tasks.base import Prepared
+
+DEFAULT_MODEL = "language_model"
+STREAMED = True  # the job passes train.batch_size: the stream's rows are the batch
+
+
+class CorpusDataConfig(Config):
+    """Where the corpus comes from, how it becomes tokens, and how the stream is cut."""
+
+    kind: Literal["corpus"] = "corpus"
+    path: str | None = Field(None, description="a plain-text file")
+    dataset: Literal["bible_kjv"] | None = Field(None, description="a text a package ships")
+    encoding: str = "utf-8"
+    level: Literal["char", "word", "bpe"] = "char"
+    lower: bool = False
+    min_freq: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, gt=4)
+    bpe_vocab_size: int = Field(8000, gt=4)
+    seq_len: int = Field(100, gt=1, description="tokens per row of each batch (the BPTT length)")
+    test: float = Field(0.05, gt=0, lt=1, description="fraction of the corpus, at its end, for testing")
+    validation: float = Field(0.05, ge=0, lt=1, description="the fraction just before the test part")
+    eval_rows: int = Field(16, gt=0, description="parallel rows when scoring validation and test text")
+    cache_dir: str | None = Field(None, description="where token ids go (default: ~/.cache/rnnkit)")
+
+
+DataConfig = CorpusDataConfig
+
+
+def cache_dir(config: CorpusDataConfig) -> Path:
+    root = config.cache_dir or os.environ.get("RNNKIT_CACHE") or Path.home() / ".cache" / "rnnkit"
+    return Path(root)
+
+
+def corpus_file(config: CorpusDataConfig) -> Path:
+    """The corpus as a text file on disk (the Bible is extracted once from Debian's package)."""
+    if config.path is not None:
+        path = Path(config.path)
+        if not path.is_file():
+            raise DataError(f"corpus file {str(path)!r} does not exist")
+        return path
+    if config.dataset == "bible_kjv":
+        return bible_kjv(cache_dir(config))
+    raise DataError("no corpus: set data.path (a text file) or data.dataset")
+
+
+def bible_kjv(directory: Path) -> Path:
+    """The King James Bible as plain text, one verse per line under chapter headings.
+
+    Extracted from Debian's ``bible-kjv-text`` with its reader ``bible`` (``apt-get install bible-kjv``,
+    which `make lm` runs), without the verse numbers and the reader's line wrapping.
+    """
+    path = directory / "bible_kjv.txt"
+    if path.is_file():
+        return path
+    program = shutil.which("bible") or next(
+        (p for p in ("/usr/bin/bible", "/usr/games/bible") if Path(p).is_file()), None
+    )
+    if program is None:
+        raise DataError(
+            "dataset bible_kjv needs Debian's bible-kjv package: apt-get install bible-kjv "
+            "(or run `make lm`, which installs it)"
+        )
+    raw = subprocess.run(
+        [program, "gen1:1-rev22:21"], capture_output=True, text=True, check=True, env={"COLUMNS": "80"}
+    ).stdout
+    verses: list[str] = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        number = re.match(r"^\s+\d+ (.*)$", line)
+        if number:
+            verses.append(number.group(1).strip())
+        elif line.startswith(" ") and verses:
+            verses[-1] += " " + line.strip()
+        elif re.match(r"^\S.* \d+$", line):  # a chapter heading, e.g. "Genesis 1"
+            verses.append(line.strip())
+        elif verses:
+            verses[-1] += " " + line.strip()
+    if len(verses) < 30000:
+        raise DataError(f"{program} printed {len(verses)} verses, expected about 31,000: reinstall bible-kjv")
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(verses) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, Path]:
+    """Write the training, validation and test parts by position, each cut at a line break."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"corpus file {path} is empty")
+    cuts = [1 - config.test - config.validation, 1 - config.test]
+    parts = {name: out / f"{name}.txt" for name in ("train", "validation", "test")}
+    out.mkdir(parents=True, exist_ok=True)
+    with path.open("rb") as source:
+        offsets = [0]
+        for fraction in cuts:
+            source.seek(max(int(size * fraction), offsets[-1]))
+            source.readline()  # to the next line break
+            offsets.append(min(source.tell(), size))
+        offsets.append(size)
+        for target, start, end in zip(parts.values(), offsets, offsets[1:], strict=False):
+            source.seek(start)
+            with target.open("wb") as sink:
+                left = end - start
+                while left > 0:
+                    block = source.read(min(left, 1 << 22))
+                    sink.write(block)
+                    left -= len(block)
+    for name in ("train", "test"):
+        if parts[name].stat().st_size == 0:
+            raise DataError(f"the {name} part of {path} is empty: the corpus is too short for data.test")
+    return parts
+
+
+def _fingerprint(path: Path, config: CorpusDataConfig, codec_state: dict | None) -> str:
+    stat = path.stat()
+    keys = config.model_dump(exclude={"seq_len", "eval_rows", "cache_dir"})
+    blob = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, keys, codec_state], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare(
+    config: CorpusDataConfig,
+    preprocessing: dict[str, Any] | None = None,
+    path: str | Path | None = None,
+    batch_size: int = 32,
+) -> Prepared:
+    """Token streams for training (``batch_size`` rows) and for validation and test (``eval_rows``)."""
+    source = Path(path) if path is not None else corpus_file(config)
+    if path is not None and not source.is_file():
+        raise DataError(f"corpus file {str(source)!r} does not exist")
+    work = cache_dir(config) / "corpora" / _fingerprint(source, config, preprocessing)
+    # a file given with a trained model is scored whole
+    parts = {"test": source} if path is not None else split_corpus(source, config, work)
+    if preprocessing is None:
+        codec = TextCodec.fit(
+            corpus_chunks(parts["train"], config.encoding),  # streamed: never the whole file at once
+            level=config.level,
+            lower=config.lower,
+            min_freq=config.min_freq,
+            max_size=config.max_vocab,
+            bpe_vocab_size=config.bpe_vocab_size,
+        )
+        preprocessing = {"codec": codec.state_dict()}
+    else:
+        codec = TextCodec.from_state(preprocessing["codec"])
+    ids = {
+        name: encode_corpus(p, codec, work / f"{name}.ids", encoding=config.encoding)
+        for name, p in parts.items()
+    }
+    rows = {"train": batch_size, "validation": config.eval_rows, "test": config.eval_rows}
+    streams = {}
+    for name, tokens in ids.items():
+        if len(tokens) < rows[name] * 2 + 1:
+            if name == "validation":
+                continue
+            raise DataError(
+                f"the {name} part has {len(tokens)} tokens, too few for {rows[name]} rows: "
+                "use a longer corpus or fewer rows"
+            )
+        streams[name] = TokenStream(tokens, rows[name], config.seq_len)
+    return Prepared(
+        train=streams.get("train"),
+        validation=streams.get("validation"),
+        test=streams["test"],
+        preprocessing=preprocessing,
+        extra={
+            "codec": codec,
+            "test_text": parts["test"],
+            "test_tokens": len(ids["test"]),
+            "encoding": config.encoding,
+        },
+    )
+
+
+def prepare_file(config, preprocessing: dict[str, Any], path: str | Path | None = None) -> Prepared:
+    """With a trained bundle's preprocessing: its test part, or the whole file at ``path`` as the test."""
+    return prepare(config, preprocessing, path)
+
+
+def model_defaults(config: CorpusDataConfig) -> dict[str, Any]:
+    return {}
+
+
+def model_fixed(prepared: Prepared) -> dict[str, Any]:
+    return {"vocab_size": len(prepared.extra["codec"].vocab)}
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, stream: TokenStream) -> tuple[float, int]:
+    """Total cross-entropy (nats) and token count over a stream, with the state carried through it."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, state = 0.0, 0, None
+    for batch in stream:
+        inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+        logits, state = model(inputs, state)
+        total += float(
+            torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"
+            )
+        )
+        count += targets.numel()
+    return total, count
+
+
+def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
+    """Perplexity and bits per character on the test text, beside ``xz -9`` on the same text."""
+    text = Path(prepared.extra["test_text"]).read_text(encoding=prepared.extra["encoding"])
+    total, count = score(model, prepared.test)
+    # The stream scores every test token but the first of each row (and a short tail): the characters
+    # are counted in the same share, exactly for characters and at the text's average for words.
+    characters = max(1, round(len(text) * count / prepared.extra["test_tokens"]))
+    results = language_model_metrics(total, count, characters)
+    results["xz_bits_per_character"] = xz_bits_per_character(text)
+    results["test_characters"] = len(text)
+    return results
+
+
+def metrics_table(results: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"test part: {results['test_characters']:,} characters, {results['tokens']:,} tokens scored",
+            f"  {'':<24}{'bits/char':>10}{'perplexity':>12}",
+            f"  {'model':<24}{results['bits_per_character']:>10.3f}{results['perplexity']:>12.3f}",
+            f"  {'xz -9 (LZMA)':<24}{results['xz_bits_per_character']:>10.3f}",
+        ]
+    )
+
+
+def write_plots(model, prepared, out_dir, config, metrics) -> list[Path]:
+    return []
