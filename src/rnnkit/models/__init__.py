@@ -1,6 +1,23 @@
-"""Task models: each file holds a <Task>Config and its model; registry.py maps names to both."""
+"""Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
+Importing this package registers every built-in model ("forecaster", "classifier", "language_model").
+"""
+
+from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
+from rnnkit.models.language import LanguageModel, LanguageModelConfig
 from rnnkit.models.registry import build_model, model_config, model_names, register_model
 
-__all__ = ["Forecaster", "ForecasterConfig", "build_model", "model_config", "model_names", "register_model"]
+__all__ = [
+    "ClassifierConfig",
+    "ClassifierOutput",
+    "Forecaster",
+    "ForecasterConfig",
+    "LanguageModel",
+    "LanguageModelConfig",
+    "SequenceClassifier",
+    "build_model",
+    "model_config",
+    "model_names",
+    "register_model",
+]

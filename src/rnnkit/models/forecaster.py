@@ -44,11 +44,9 @@ from rnnkit.cells.init import check_init
 from rnnkit.checks import check_lengths
 from rnnkit.config import Config
 from rnnkit.errors import ConfigError, ShapeError
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.models.encoder import build_encoder
 from rnnkit.models.forecast_heads import Bridge, Interval, RolloutHead, output_distribution
 from rnnkit.models.registry import register_model
-
-ENCODERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
 class ForecasterConfig(Config):
@@ -189,15 +187,19 @@ class Forecaster(nn.Module):
 
     def _rnn(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
         c = self.config
-        options = dict(
-            layer_norm=c.layer_norm, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout, init=c.init
+        return build_encoder(
+            c.cell,
+            input_size,
+            c.hidden_size,
+            c.num_layers,
+            c.bidirectional if bidirectional is None else bidirectional,
+            dropout=c.dropout,
+            nonlinearity=c.nonlinearity,
+            layer_norm=c.layer_norm,
+            recurrent_dropout=c.recurrent_dropout,
+            zoneout=c.zoneout,
+            init=c.init,
         )
-        if c.cell == "rnn":
-            options["nonlinearity"] = c.nonlinearity
-        if c.num_layers > 1:  # between layers only; layers warn when it would do nothing
-            options["dropout"] = c.dropout
-        bidirectional = c.bidirectional if bidirectional is None else bidirectional
-        return ENCODERS[c.cell](input_size, c.hidden_size, c.num_layers, bidirectional, **options)
 
     def initial_state(self, batch_size: int) -> NamedTuple:
         """The encoder's starting state: fields (L*K, B, H), batch along dim 1."""

@@ -1,0 +1,176 @@
+"""What the task models share: a recurrent encoder built from options, token checks, and pooling.
+
+    encoder = build_encoder("lstm", 128, 64, num_layers=2, bidirectional=True, dropout=0.3)
+    out = encoder(x, lengths=lengths)                  # x (B, T, 128) -> outputs (B, T, 2 * 64)
+    last = final_states(out.state, num_directions=2)   # (B, 2 * 64): each direction's final h
+    pooled, weights = Pooling("attention", 128)(out, mask)   # (B, 128), weights (B, T)
+
+Cells: "rnn", "lstm", "gru" (:class:`rnnkit.RNN` and friends, with layer norm, recurrent dropout,
+zoneout and initialisers) and "mingru", "minlstm" (:class:`rnnkit.MinGRU`, :class:`rnnkit.MinLSTM`,
+which have none of those options).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.cells.init import check_init
+from rnnkit.errors import ConfigError, DataError, ShapeError, unknown_name
+from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, RNNOutput
+
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM}
+MINIMAL = ("mingru", "minlstm")
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+def check_encoder_options(
+    cell: str,
+    *,
+    nonlinearity: str = "tanh",
+    layer_norm: bool = False,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+    init: str = "default",
+) -> None:
+    """A ConfigError (a ValueError, so configs report it by key) for options the cell does not take."""
+    if cell not in CELLS:
+        raise unknown_name("cell", cell, CELLS)
+    check_init(init)
+    if nonlinearity != "tanh" and cell != "rnn":
+        raise ConfigError(
+            f"nonlinearity={nonlinearity!r} applies to cell='rnn' only, got cell={cell!r}: "
+            "drop nonlinearity or set cell='rnn'"
+        )
+    if cell in MINIMAL:
+        given = {"layer_norm": layer_norm, "recurrent_dropout": recurrent_dropout, "zoneout": zoneout}
+        given["init"] = init if init != "default" else None
+        unused = [name for name, value in given.items() if value]
+        if unused:
+            raise ConfigError(
+                f"cell={cell!r} has no recurrent weights and takes no {', '.join(unused)}: drop "
+                f"{'them' if len(unused) > 1 else 'it'} or use cell='lstm' or 'gru'"
+            )
+
+
+def build_encoder(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    *,
+    dropout: float = 0.0,
+    nonlinearity: str = "tanh",
+    layer_norm: bool = False,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+    init: str = "default",
+) -> nn.Module:
+    """The recurrent layers named by ``cell``: forward(x (B, T, D), state, lengths) -> RNNOutput.
+
+    ``dropout`` acts between stacked layers; with ``num_layers == 1`` there is none and it is ignored
+    (task configs carry a default for it, so a warning there would only be noise).
+    """
+    check_encoder_options(
+        cell,
+        nonlinearity=nonlinearity,
+        layer_norm=layer_norm,
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
+        init=init,
+    )
+    options = {"dropout": dropout} if num_layers > 1 else {}
+    if cell not in MINIMAL:
+        options |= dict(
+            layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init
+        )
+    if cell == "rnn":
+        options["nonlinearity"] = nonlinearity
+    return CELLS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
+
+
+def final_states(state: NamedTuple, num_directions: int) -> Tensor:
+    """The top layer's final h of each direction, side by side: fields (L*K, B, H) -> (B, K*H).
+
+    Forward: the state after each sequence's last real step; backward: after reading step 0. This
+    equals the top layer's outputs [forward at the last real step, backward at step 0].
+    """
+    top = state.h[-num_directions:]  # (K, B, H)
+    return top.transpose(0, 1).flatten(1)  # (B, K*H)
+
+
+def check_tokens(tokens, vocab_size: int) -> tuple[int, int]:
+    """tokens must be a (B, T) integer tensor of ids in [0, vocab_size); returns (B, T)."""
+    if not isinstance(tokens, Tensor):
+        raise ShapeError(f"tokens must be a torch.Tensor (B, T) of token ids, got {type(tokens).__name__}")
+    if tokens.dim() != 2:
+        fix = "add a batch dimension with tokens.unsqueeze(0)" if tokens.dim() == 1 else "reshape it"
+        raise ShapeError(f"tokens must be (B, T), got shape {tuple(tokens.shape)}: {fix}")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise ShapeError(f"tokens must be integer ids (torch.long), got dtype {tokens.dtype}")
+    if 0 in tokens.shape:
+        raise ShapeError(f"tokens are empty: shape {tuple(tokens.shape)}; every batch needs B >= 1, T >= 1")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise DataError(
+            f"token ids must lie in [0, {vocab_size}) (the model's vocab_size); got min {low}, max {high}: "
+            "encode with the vocabulary the model was built for"
+        )
+    return tokens.shape[0], tokens.shape[1]
+
+
+class AttentionPooling(nn.Module):
+    """Additive attention over time (Bahdanau et al. 2015; as word attention in Yang et al. 2016, sec. 2.2).
+
+    u_t = tanh(W h_t + b), a = softmax_t(v . u_t) over the real steps only, pooled = sum_t a_t h_t.
+    ``proj`` is W, b (F -> F); ``score`` is v (F -> 1, no bias: a shift cancels in the softmax).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(size, size)
+        self.score = nn.Linear(size, 1, bias=False)
+
+    def forward(self, outputs: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """outputs (B, T, F), mask (B, T) True on real steps or None -> (pooled (B, F), weights (B, T))."""
+        scores = self.score(torch.tanh(self.proj(outputs))).squeeze(-1)  # (B, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -torch.inf)
+        weights = torch.softmax(scores, -1)  # (B, T): zero on padding, each row sums to 1
+        return torch.einsum("bt,btf->bf", weights, outputs), weights  # (B, F), (B, T)
+
+
+class Pooling(nn.Module):
+    """An encoder's outputs -> one vector per sequence, reading real steps only.
+
+    kinds: "last" (:func:`final_states`), "mean" and "max" over the real steps, "attention"
+    (:class:`AttentionPooling`, whose weights are returned; None for the other kinds).
+    """
+
+    def __init__(self, kind: str, size: int, num_directions: int = 1) -> None:
+        super().__init__()
+        if kind not in POOLINGS:
+            raise unknown_name("pooling", kind, POOLINGS)
+        self.kind, self.num_directions = kind, num_directions
+        self.attention = AttentionPooling(size) if kind == "attention" else None
+
+    def forward(self, encoded: RNNOutput, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """encoded outputs (B, T, F), mask (B, T) or None -> (pooled (B, F), weights (B, T) or None)."""
+        outputs = encoded.outputs
+        if self.kind == "last":
+            return final_states(encoded.state, self.num_directions), None
+        if self.kind == "attention":
+            return self.attention(outputs, mask)
+        if mask is None:
+            return (outputs.mean(1) if self.kind == "mean" else outputs.amax(1)), None
+        real = mask.unsqueeze(-1)  # (B, T, 1)
+        if self.kind == "mean":
+            total = outputs.masked_fill(~real, 0.0).sum(1)  # (B, F)
+            return total / real.sum(1).to(outputs.dtype), None
+        return outputs.masked_fill(~real, -torch.inf).amax(1), None  # (B, F)
+
+    def extra_repr(self) -> str:
+        return repr(self.kind)
