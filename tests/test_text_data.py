@@ -219,9 +219,7 @@ def test_unknown_label_names_it_and_the_known_ones():
 
 def test_require_texts_names_the_blank_ones():
     require_texts(["fine"])
-    with pytest.raises(
-        DataError, match=r"the input: texts 2 \(counted from 1\) are empty or only whitespace"
-    ):
+    with pytest.raises(DataError, match=r"the input: text 2 is empty or only whitespace \(counted from 1\)"):
         require_texts(["fine", " \n"])
 
 

@@ -216,8 +216,9 @@ def require_texts(texts: Sequence[str], source: str = "the input") -> None:
     if not texts:
         raise DataError(f"{source} holds no text: give at least one")
     if blank:
+        which = f"text {blank[0]} is" if len(blank) == 1 else f"texts {_some(blank)} are"
         raise DataError(
-            f"{source}: texts {_some(blank)} (counted from 1) are empty or only whitespace: "
+            f"{source}: {which} empty or only whitespace (counted from 1): "
             "give each one at least one non-space character"
         )
 

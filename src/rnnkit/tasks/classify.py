@@ -37,6 +37,7 @@ from rnnkit.errors import DataError
 from rnnkit.metrics import bag_of_words_baseline, classification_metrics, majority_baseline
 from rnnkit.tasks.base import Prepared
 
+FIXED_BY_DATA = {"vocab_size": "the vocabulary fitted on the training texts", "num_classes": "the labels"}
 DEFAULT_MODEL = "classifier"
 
 

