@@ -270,14 +270,16 @@ def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, confi
             )
         )
     if getattr(model.config, "pooling", None) == "attention":
-        rows = [
-            explain(model, text, prepared.preprocessing) for text in prepared.extra["texts"]["test"].texts[:8]
-        ]
+        test = prepared.extra["texts"]["test"]
+        rows = [explain(model, text, prepared.preprocessing) for text in test.texts[:8]]
         paths.append(
             plots.plot_attention(
-                [(r["tokens"], r["attention"], f"{r['label']} {r['probability']:.2f}") for r in rows],
+                [
+                    (r["tokens"], r["attention"], f"{r['label']} {r['probability']:.2f} (true: {truth})")
+                    for r, truth in zip(rows, test.labels, strict=False)
+                ],
                 out_dir / "attention.png",
-                title="Which tokens decided (attention weights), test texts",
+                title="Which tokens decided: attention weights on test texts (predicted, probability, true)",
             )
         )
     return paths
