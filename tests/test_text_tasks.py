@@ -279,3 +279,34 @@ def test_stream_batches_hold_the_train_batch_size(corpus, tmp_path):
     batch = prepared.train[0]
     assert batch.inputs.shape == (6, 10) and batch.inputs.dtype == torch.int64
     assert torch.equal(batch.inputs[:, 1:], batch.targets[:, :-1])
+
+
+def test_multilabel_jsonl_and_pretrained_vectors(tmp_path):
+    rng = random.Random(3)
+    rows = []
+    for i in range(80):
+        labels = [name for name, on in (("pos", i % 2 == 0), ("long", i % 3 == 0)) if on] or ["none"]
+        rows.append(json.dumps({"review": _review(rng, i % 2 == 0), "tags": labels}))
+    data = tmp_path / "tags.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{w} " + " ".join(["0.5"] * 16) + "\n" for w in POSITIVE + NEGATIVE))
+    logged = []
+    config = load_run_config(
+        _classify_config(
+            tmp_path,
+            {"path": str(data), "text_column": "review", "label_column": "tags", "vectors": str(vectors)},
+        ),
+        ["train.epochs=1"],
+    )
+    metrics = train_run(config, log=logged.append)
+    assert metrics["head"] == "multilabel" and metrics["classes"] == ["long", "none", "pos"]
+    assert "bag_of_words" not in metrics  # the baselines are single-label
+    assert len(metrics["model"]["confusion_matrix"]) == 3  # one 2x2 matrix per label
+    assert any(line.startswith("embedding: 10 of") for line in logged)
+    result = classify.predict_texts(
+        load_bundle(tmp_path / "run" / "bundle").model,
+        ["good film"],
+        load_bundle(tmp_path / "run" / "bundle").preprocessing,
+    )[0]
+    assert isinstance(result["label"], list) and set(result["probabilities"]) == {"long", "none", "pos"}
