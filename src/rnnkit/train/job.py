@@ -79,7 +79,7 @@ def resolve_model(config: RunConfig, prepared: Prepared | None = None) -> Config
     suggested = {}
     if prepared is None:
         fixed.update({key: 2 for key in later})  # valid for every model that takes them
-    else:
+    elif hasattr(task, "model_fixed"):
         fixed.update(task.model_fixed(prepared))
         suggested = getattr(task, "model_suggestions", lambda _: {})(prepared)
     for key, value in fixed.items():
