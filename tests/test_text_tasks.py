@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import stat
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -310,3 +312,144 @@ def test_multilabel_jsonl_and_pretrained_vectors(tmp_path):
         load_bundle(tmp_path / "run" / "bundle").preprocessing,
     )[0]
     assert isinstance(result["label"], list) and set(result["probabilities"]) == {"long", "none", "pos"}
+
+
+def test_language_model_bits_per_character_by_hand(trained_lm, corpus):
+    run, metrics = trained_lm
+    bundle = load_bundle(run / "bundle")
+    prepared = language.prepare_file(language.DataConfig(**bundle.config["data"]), bundle.preprocessing)
+    total, count, unknown = language.score(bundle.model, prepared.test)
+    assert unknown == 0 and count == metrics["tokens"]
+    assert metrics["bits_per_character"] == pytest.approx(total / math.log(2) / count)
+    assert metrics["bits_per_character"] < metrics["xz_bits_per_character"]
+
+
+def test_cli_evaluate_a_language_model(trained_lm, tmp_path, capsys):
+    run, metrics = trained_lm
+    assert main(["evaluate", str(run / "bundle")]) == 0
+    assert f"{metrics['bits_per_character']:.3f}" in capsys.readouterr().out  # the cached parts, reused
+    other = tmp_path / "other.txt"
+    other.write_text("the cat sat on the mat.\n" * 20 + "zebra\n")
+    assert main(["evaluate", str(run / "bundle"), "--data", str(other)]) == 0
+    assert "unknown to the vocabulary" in capsys.readouterr().out  # z and b never occur in training
+    short = tmp_path / "short.txt"
+    short.write_text("the cat\n")
+    assert main(["evaluate", str(run / "bundle"), "--data", str(short)]) == 2
+    assert "smaller data.eval_rows" in capsys.readouterr().err
+
+
+def test_corpus_split_loses_and_repeats_nothing(tmp_path):
+    lines = [f"line {i:03d} of the corpus\n" for i in range(100)]  # equal lengths: cuts at exact lines
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(lines))
+    for validation in (0.0, 0.1):
+        config = language.DataConfig(
+            path=str(corpus), test=0.1, validation=validation, cache_dir=str(tmp_path)
+        )
+        parts = language.split_corpus(corpus, config, tmp_path / f"parts{validation}")
+        texts = [parts[name].read_text() for name in ("train", "validation", "test")]
+        assert "".join(texts) == corpus.read_text()
+        assert all(t == "" or t.endswith("\n") for t in texts)  # cut at line breaks
+        assert len(texts[2].splitlines()) == 10 and len(texts[1].splitlines()) == round(100 * validation)
+    words = tmp_path / "words.txt"
+    words.write_text(" ".join(f"w{i}" for i in range(1000)))  # no line breaks (text8's layout)
+    parts = language.split_corpus(words, language.DataConfig(path=str(words)), tmp_path / "w")
+    texts = [parts[name].read_text() for name in ("train", "validation", "test")]
+    assert "".join(texts) == words.read_text() and all(t.endswith(" ") for t in texts[:2])
+    with pytest.raises(ConfigError, match="must leave text for training"):
+        load_run_config(_lm_config(tmp_path, {"path": str(corpus), "test": 0.5, "validation": 0.5}))
+    with pytest.raises(ConfigError, match=r"only one of data.path and data.dataset"):
+        load_run_config(_lm_config(tmp_path, {"path": str(corpus), "dataset": "bible_kjv"}))
+
+
+def _prepare_in_process(args):
+    path, cache = args
+    prepared = language.prepare(language.DataConfig(path=path, level="word", cache_dir=cache), batch_size=4)
+    return [prepared.train[i].inputs.sum().item() for i in range(len(prepared.train))]
+
+
+def test_processes_preparing_one_corpus_at_once_share_the_cache(tmp_path):
+    import multiprocessing
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"word{i % 97} and word{i % 13} again\n" for i in range(20000)))
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        first, second = pool.map(_prepare_in_process, [(str(corpus), str(tmp_path / "cache"))] * 2)
+    assert first == second == _prepare_in_process((str(corpus), str(tmp_path / "cache")))
+    assert len(list((tmp_path / "cache" / "corpora").iterdir())) == 1
+
+
+def test_word_level_generation_keeps_the_space_after_the_prompt(tmp_path, capsys):
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("the cat sat on the mat .\n" * 300)
+    config = load_run_config(
+        _lm_config(tmp_path, {"path": str(corpus), "level": "word", "seq_len": 8}), ["train.epochs=3"]
+    )
+    train_run(config, log=lambda _: None)
+    assert (
+        main(
+            [
+                "generate",
+                str(tmp_path / "run" / "bundle"),
+                "--prompt",
+                "the cat",
+                "--max-tokens",
+                "3",
+                "--greedy",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == "the cat sat on the\n"
+
+
+def test_head_must_fit_the_labels(tmp_path, reviews_csv):
+    config = load_run_config(_classify_config(tmp_path, {"path": str(reviews_csv)}, head="multilabel"))
+    with pytest.raises(ConfigError, match=r"model.head .multilabel. needs several labels per text"):
+        train_run(config, log=lambda _: None)
+
+
+def test_repeated_texts_never_land_in_two_parts(tmp_path):
+    rng = random.Random(4)
+    rows = [f"{_review(rng, i % 2 == 0)},{'pos' if i % 2 == 0 else 'neg'}" for i in range(50)]
+    data = tmp_path / "dup.csv"
+    data.write_text("text,label\n" + "\n".join(rows * 3) + "\n")
+    prepared = classify.prepare(classify.DataConfig(path=str(data), test=0.3, validation=0.2))
+    train, test = prepared.extra["texts"]["train"].texts, prepared.extra["texts"]["test"].texts
+    assert not set(train) & set(test)
+    assert len(prepared.train) + len(prepared.validation) + len(prepared.test) == len(set(rows))
+
+
+def _lm_config(tmp_path, data: dict) -> str:
+    config = {
+        "task": "language_model",
+        "out_dir": str(tmp_path / "run"),
+        "data": {
+            "test": 0.1,
+            "validation": 0.1,
+            "eval_rows": 2,
+            "cache_dir": str(tmp_path / "cache"),
+            **data,
+        },
+        "model": {"cell": "lstm", "embedding_dim": 16, "hidden_size": 32, "num_layers": 1},
+        "train": {"batch_size": 4, "optimizer": {"lr": 0.02}, "progress": False, "tensorboard": False},
+    }
+    path = tmp_path / "lm.yaml"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_bucketed_epoch_order_splits_across_processes_like_one_process():
+    from rnnkit.data import padding_fraction
+    from rnnkit.train.trainer import epoch_order
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=203)
+    one = epoch_order(203, True, seed=1, epoch=2, lengths=lengths, batch_size=8)
+    assert sorted(one) == list(range(203))
+    plain = epoch_order(203, True, seed=1, epoch=2)
+    assert padding_fraction(one, lengths, 8) < padding_fraction(plain, lengths, 8) / 2
+    ranks = [epoch_order(203, True, 1, 2, rank, 2, lengths=lengths, batch_size=8) for rank in range(2)]
+    for b in range(203 // 8):  # global batch b = the two ranks' batches b of 4 together
+        together = ranks[0][4 * b : 4 * b + 4] + ranks[1][4 * b : 4 * b + 4]
+        assert sorted(together) == sorted(one[8 * b : 8 * b + 8])
+    assert epoch_order(203, True, 1, 3, lengths=lengths, batch_size=8) != one  # reshuffled each epoch

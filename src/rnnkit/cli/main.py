@@ -45,10 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate a bundle on its test part or on a file",
         description="Metrics of the model beside the baselines on the test part of "
-        "the training data, or of --data (a file with the training data's columns).",
+        "the training data, or on all of --data.",
     )
     evaluate.add_argument("bundle", type=Path)
-    evaluate.add_argument("--data", type=Path, help="a .csv/.tsv/.parquet/.jsonl file with the same columns")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        help="data laid out as the training data: a table with the same columns (forecasting, text "
+        "classification), a folder per class, or a plain-text file (language models)",
+    )
 
     forecast = commands.add_parser(
         "forecast",
@@ -83,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "carried; greedy, or sampled with temperature, top-k and top-p.",
     )
     generate.add_argument("bundle", type=Path)
-    generate.add_argument("--prompt", default="", help='the text to continue, e.g. "The cat sat on the"')
+    generate.add_argument("--prompt", required=True, help='the text to continue, e.g. "The cat sat on the"')
     generate.add_argument("--max-tokens", type=int, default=50)
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--top-k", type=int, default=None)
@@ -256,7 +261,8 @@ def _generate(args) -> None:
             greedy=args.greedy,
             seed=seed,
         )
-        print(args.prompt + text)
+        joiner = " " if codec.level == "word" and text and not text[0].isspace() else ""
+        print(args.prompt + joiner + text)
 
 
 def _info(args) -> None:

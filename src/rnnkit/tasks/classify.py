@@ -33,7 +33,7 @@ from rnnkit.data.text import (
     require_texts,
 )
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import bag_of_words_baseline, classification_metrics, majority_baseline
 from rnnkit.tasks.base import Prepared
 
@@ -135,11 +135,14 @@ def prepare(
         train = validation = LabelledTexts([], [])
         test = everything
     else:
-        everything = read_texts(config)
+        everything = _unique(read_texts(config))
         separate = None if config.test_path is None else read_texts(config, config.test_path)
         i_train, i_val, i_test = _split(len(everything.texts), config, separate is not None)
         train, validation = _take(everything, i_train), _take(everything, i_val)
         test = separate if separate is not None else _take(everything, i_test)
+        if separate is not None:  # a text in both files would be tested on what the model learnt
+            seen = set(train.texts) | set(validation.texts)
+            test = _take(test, np.array([i for i, t in enumerate(test.texts) if t not in seen], dtype=int))
     if preprocessing is None:
         codec = TextCodec.fit(
             train.texts,
@@ -149,8 +152,13 @@ def prepare(
             max_size=config.max_vocab,
             bpe_vocab_size=config.bpe_vocab_size,
         )
-        labels = Labels.fit(train.labels)
-        preprocessing = {"codec": codec.state_dict(), "labels": labels.state_dict()}
+        # the classes come from every row (not leakage): a rare class may fall outside the training part
+        labels = Labels.fit([*everything.labels, *(separate.labels if separate is not None else [])])
+        preprocessing = {
+            "codec": codec.state_dict(),
+            "labels": labels.state_dict(),
+            "max_length": config.max_length,
+        }
     else:
         codec = TextCodec.from_state(preprocessing["codec"])
         labels = Labels.from_state(preprocessing["labels"])
@@ -163,6 +171,14 @@ def prepare(
         collate=partial(pad_collate, pad_id=codec.vocab.pad_id),
         extra={"texts": {"train": train, "test": test}, "codec": codec, "labels": labels},
     )
+
+
+def _unique(texts: LabelledTexts) -> LabelledTexts:
+    """The texts without repeats (the first of each kept), so no text lands in two parts."""
+    first = {}
+    for i, text in enumerate(texts.texts):
+        first.setdefault(text, i)
+    return _take(texts, np.fromiter(first.values(), dtype=int)) if len(first) < len(texts.texts) else texts
 
 
 def _take(texts: LabelledTexts, rows: np.ndarray) -> LabelledTexts:
@@ -195,6 +211,24 @@ def model_suggestions(prepared: Prepared) -> dict[str, Any]:
     labels = prepared.extra["labels"]
     head = "multilabel" if labels.multilabel else "binary" if len(labels) == 2 else "multiclass"
     return {"head": head}
+
+
+def check_model(model: dict[str, Any], prepared: Prepared) -> None:
+    """A head the config asks for must fit the labels the data has."""
+    labels, head = prepared.extra["labels"], model.get("head")
+    names = ", ".join(labels.classes[:6]) + (", ..." if len(labels) > 6 else "")
+    if head == "multilabel" and not labels.multilabel:
+        raise ConfigError(
+            f"model.head 'multilabel' needs several labels per text; each text has one ({names})"
+        )
+    if head in ("binary", "multiclass") and labels.multilabel:
+        raise ConfigError(
+            f"model.head {head!r} needs one label per text; these texts have several: use multilabel"
+        )
+    if head == "binary" and len(labels) != 2:
+        raise ConfigError(
+            f"model.head 'binary' needs 2 classes; the labels have {len(labels)} ({names}): use multiclass"
+        )
 
 
 def initialize(model: torch.nn.Module, prepared: Prepared, config: TextDataConfig, log=print) -> None:
@@ -294,7 +328,7 @@ def predict_texts(model: torch.nn.Module, texts: list[str], preprocessing: dict[
     codec = TextCodec.from_state(preprocessing["codec"])
     labels = Labels.from_state(preprocessing["labels"])
     require_texts(texts)
-    ids = [codec.encode(t) for t in texts]
+    ids = [codec.encode(t)[: preprocessing.get("max_length")] for t in texts]
     dataset = TextDataset(ids, torch.zeros(len(ids)))
     probs = probabilities(model, dataset, codec.vocab.pad_id)
     results = []
@@ -315,7 +349,7 @@ def explain(model: torch.nn.Module, text: str, preprocessing: dict[str, Any]) ->
     """The prediction for ``text`` with its tokens and (attention pooling) each token's weight."""
     codec = TextCodec.from_state(preprocessing["codec"])
     require_texts([text])
-    ids = codec.encode(text)
+    ids = codec.encode(text)[: preprocessing.get("max_length")]
     model.eval()
     device = next(model.parameters()).device
     output = model(torch.tensor([ids], device=device), lengths=torch.tensor([len(ids)]))

@@ -17,11 +17,13 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rnnkit.config import Config
 from rnnkit.data.text import TokenStream, corpus_chunks, encode_corpus
@@ -29,6 +31,11 @@ from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import DataError
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
 from rnnkit.tasks.base import Prepared
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock, so one process prepares at a time there
+    fcntl = None
 
 FIXED_BY_DATA = {"vocab_size": "the vocabulary fitted on the training text"}
 DEFAULT_MODEL = "language_model"
@@ -52,6 +59,16 @@ class CorpusDataConfig(Config):
     validation: float = Field(0.05, ge=0, lt=1, description="the fraction just before the test part")
     eval_rows: int = Field(16, gt=0, description="parallel rows when scoring validation and test text")
     cache_dir: str | None = Field(None, description="where token ids go (default: ~/.cache/rnnkit)")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.path is not None and self.dataset is not None:
+            raise ValueError("set only one of data.path and data.dataset")
+        if self.test + self.validation >= 1:
+            raise ValueError(
+                f"data.test + data.validation must leave text for training, got {self.test + self.validation}"
+            )
+        return self
 
 
 DataConfig = CorpusDataConfig
@@ -130,9 +147,7 @@ def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, P
     with path.open("rb") as source:
         offsets = [0]
         for fraction in cuts:
-            source.seek(max(int(size * fraction), offsets[-1]))
-            source.readline()  # to the next line break
-            offsets.append(min(source.tell(), size))
+            offsets.append(_boundary(source, max(int(size * fraction), offsets[-1]), size))
         offsets.append(size)
         decoder = codecs.getincrementaldecoder(config.encoding)()  # checked while copying, once
         lines = 1
@@ -161,11 +176,41 @@ def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, P
     return parts
 
 
-def _fingerprint(path: Path, config: CorpusDataConfig, codec_state: dict | None) -> str:
-    stat = path.stat()
-    keys = config.model_dump(exclude={"seq_len", "eval_rows", "cache_dir"})
-    blob = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, keys, codec_state], default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _boundary(source, position: int, size: int) -> int:
+    """The first cut at or after ``position`` that starts a line (or, in a text without line breaks,
+    a word), so no line, word or multi-byte character is split between parts."""
+    if position <= 0 or position >= size:
+        return min(max(position, 0), size)
+    source.seek(position - 1)
+    window = source.read(1 << 20)
+    for mark in (b"\n", b" "):
+        found = window.find(mark)
+        if found >= 0:
+            return min(position + found, size)  # just after the mark (the window starts one byte early)
+    if position - 1 + len(window) >= size:
+        return size
+    raise DataError(
+        f"{source.name} has no line break or space within 1 MiB of byte {position}: cannot split it"
+    )
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _locked(directory: Path):
+    """One process at a time in ``directory`` (DDP ranks, parallel runs); the others wait, then reuse."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prepare(
@@ -174,38 +219,64 @@ def prepare(
     path: str | Path | None = None,
     batch_size: int = 32,
 ) -> Prepared:
-    """Token streams for training (``batch_size`` rows) and for validation and test (``eval_rows``)."""
+    """Token streams for training (``batch_size`` rows) and for validation and test (``eval_rows``).
+
+    The parts, the fitted codec and the token ids are cached under ``data.cache_dir``, keyed by the
+    corpus file (path, size, modification time) and the options that shape them, and reused by later
+    runs, evaluations and the other processes of a distributed run.
+    """
     source = Path(path) if path is not None else corpus_file(config)
-    if path is not None and not source.is_file():
+    if not source.is_file():
         raise DataError(f"corpus file {str(source)!r} does not exist")
-    work = cache_dir(config) / "corpora" / _fingerprint(source, config, preprocessing)
-    # a file given with a trained model is scored whole
-    parts = {"test": source} if path is not None else split_corpus(source, config, work)
-    if preprocessing is None:
-        codec = TextCodec.fit(
-            corpus_chunks(parts["train"], config.encoding),  # streamed: never the whole file at once
-            level=config.level,
-            lower=config.lower,
-            min_freq=config.min_freq,
-            max_size=config.max_vocab,
-            bpe_vocab_size=config.bpe_vocab_size,
-        )
-        preprocessing = {"codec": codec.state_dict()}
-    else:
-        codec = TextCodec.from_state(preprocessing["codec"])
-    ids = {
-        name: encode_corpus(p, codec, work / f"{name}.ids", encoding=config.encoding)
-        for name, p in parts.items()
-    }
+    stat = source.stat()
+    corpus_key = [str(source.resolve()), stat.st_size, stat.st_mtime_ns, config.encoding]
+    split_key = [] if path is not None else [config.test, config.validation]
+    work = cache_dir(config) / "corpora" / _digest(corpus_key, split_key)
+    with _locked(work):
+        if path is not None:  # a file given with a trained model is scored whole
+            parts = {"test": source}
+        elif (work / "split.done").is_file():
+            parts = {name: work / f"{name}.txt" for name in ("train", "validation", "test")}
+        else:
+            parts = split_corpus(source, config, work)
+            (work / "split.done").touch()
+        if preprocessing is None:
+            fit = config.model_dump(include={"level", "lower", "min_freq", "max_vocab", "bpe_vocab_size"})
+            fitted = work / f"codec-{_digest(fit)}.json"
+            if fitted.is_file():
+                codec = TextCodec.from_state(json.loads(fitted.read_text()))
+            else:
+                codec = TextCodec.fit(
+                    corpus_chunks(parts["train"], config.encoding),  # streamed, never read whole
+                    level=config.level,
+                    lower=config.lower,
+                    min_freq=config.min_freq,
+                    max_size=config.max_vocab,
+                    bpe_vocab_size=config.bpe_vocab_size,
+                )
+                fitted.write_text(json.dumps(codec.state_dict()))
+            preprocessing = {"codec": codec.state_dict()}
+        else:
+            codec = TextCodec.from_state(preprocessing["codec"])
+        encoded = work / f"ids-{_digest(preprocessing['codec'])}"
+        ids = {}
+        for name, part in parts.items():
+            done = encoded / f"{name}.done"
+            if done.is_file():
+                ids[name] = np.memmap(encoded / f"{name}.ids", dtype=done.read_text().strip(), mode="r")
+            else:
+                ids[name] = encode_corpus(part, codec, encoded / f"{name}.ids", encoding=config.encoding)
+                done.write_text(str(ids[name].dtype))
     rows = {"train": batch_size, "validation": config.eval_rows, "test": config.eval_rows}
     streams = {}
     for name, tokens in ids.items():
         if len(tokens) < rows[name] * 2 + 1:
             if name == "validation":
                 continue
+            option = "train.batch_size" if name == "train" else "data.eval_rows"
             raise DataError(
-                f"the {name} part has {len(tokens)} tokens, too few for {rows[name]} rows: "
-                "use a longer corpus or fewer rows"
+                f"the {name} part ({parts[name]}) has {len(tokens)} tokens, too few for {rows[name]} "
+                f"rows of at least 2: use a longer text or a smaller {option}"
             )
         streams[name] = TokenStream(tokens, rows[name], config.seq_len)
     return Prepared(
@@ -236,45 +307,58 @@ def model_fixed(prepared: Prepared) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module, stream: TokenStream) -> tuple[float, int]:
-    """Total cross-entropy (nats) and token count over a stream, with the state carried through it."""
+def score(model: torch.nn.Module, stream: TokenStream, unk_id: int = 1) -> tuple[float, int, int]:
+    """Total cross-entropy (nats), tokens scored and how many of them were unknown, over a stream
+    read in order with the state carried through it."""
     model.eval()
     device = next(model.parameters()).device
-    total, count, state = 0.0, 0, None
+    total, count, unknown, state = 0.0, 0, 0, None
     for batch in stream:
         inputs, targets = batch.inputs.to(device), batch.targets.to(device)
         logits, state = model(inputs, state)
-        total += float(
-            torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"
-            )
+        nats = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"
         )
+        total += float(nats)
         count += targets.numel()
-    return total, count
+        unknown += int((targets == unk_id).sum())
+    return total, count, unknown
 
 
 def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
-    """Perplexity and bits per character on the test text, beside ``xz -9`` on the same text."""
+    """Perplexity and bits per character on the test text, beside ``xz -9`` on the same text.
+
+    The stream scores every test token but the first of each row (and a short tail); the characters
+    are counted in the same share: exactly at character level, at the text's average for words and
+    subwords. A token the vocabulary does not know is scored as ``<unk>``, which costs the model
+    nothing for spelling it: with unknown tokens in the test text, bits per character is a lower
+    bound and the table says so.
+    """
     text = Path(prepared.extra["test_text"]).read_text(encoding=prepared.extra["encoding"])
-    total, count = score(model, prepared.test)
-    # The stream scores every test token but the first of each row (and a short tail): the characters
-    # are counted in the same share, exactly for characters and at the text's average for words.
+    codec = prepared.extra["codec"]
+    total, count, unknown = score(model, prepared.test, codec.vocab.unk_id)
     characters = max(1, round(len(text) * count / prepared.extra["test_tokens"]))
     results = language_model_metrics(total, count, characters)
+    results["unknown_tokens"] = unknown
     results["xz_bits_per_character"] = xz_bits_per_character(text)
     results["test_characters"] = len(text)
     return results
 
 
 def metrics_table(results: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            f"test part: {results['test_characters']:,} characters, {results['tokens']:,} tokens scored",
-            f"  {'':<24}{'bits/char':>10}{'perplexity':>12}",
-            f"  {'model':<24}{results['bits_per_character']:>10.3f}{results['perplexity']:>12.3f}",
-            f"  {'xz -9 (LZMA)':<24}{results['xz_bits_per_character']:>10.3f}",
-        ]
-    )
+    lines = [
+        f"test part: {results['test_characters']:,} characters, {results['tokens']:,} tokens scored",
+        f"  {'':<24}{'bits/char':>10}{'perplexity':>12}",
+        f"  {'model':<24}{results['bits_per_character']:>10.3f}{results['perplexity']:>12.3f}",
+        f"  {'xz -9 (LZMA)':<24}{results['xz_bits_per_character']:>10.3f}",
+    ]
+    if results.get("unknown_tokens"):
+        share = 100 * results["unknown_tokens"] / results["tokens"]
+        lines.append(
+            f"  {results['unknown_tokens']:,} test tokens ({share:.2f}%) are unknown to the vocabulary: the "
+            "model's bits per character is a lower bound (raise data.max_vocab or use level char or bpe)"
+        )
+    return "\n".join(lines)
 
 
 def write_plots(model, prepared, out_dir, config, metrics) -> list[Path]:

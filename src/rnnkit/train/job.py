@@ -82,6 +82,8 @@ def resolve_model(config: RunConfig, prepared: Prepared | None = None) -> Config
     elif hasattr(task, "model_fixed"):
         fixed.update(task.model_fixed(prepared))
         suggested = getattr(task, "model_suggestions", lambda _: {})(prepared)
+        if hasattr(task, "check_model"):
+            task.check_model(config.model, prepared)
     for key, value in fixed.items():
         if key in config.model and config.model[key] != value:
             raise ConfigError(
