@@ -8,20 +8,27 @@ float32, 2 threads, at two shapes:
 Candidates: rnnkit LSTM/GRU on the fused path vs torch.nn.LSTM/GRU (target ratio <= 1.05); rnnkit's
 layer-norm LSTM on the cell path vs fused torch.nn.LSTM (targets <= 1.25 training, <= 1.5
 inference) and vs a plain Python loop over torch.nn.LSTMCell (target: rnnkit >= 1.5x faster).
+The cell path runs twice: through the C++ loop (csrc/lstm_loop.cpp, built on first use; its build
+or load time is printed first) and through the pure-torch loop it falls back to. The "floor" row is
+the task with a free stand-in for the recurrent layers: no recurrent layer can beat it.
 Candidates are timed in interleaved rounds so drift on a shared machine hits all of them alike.
 
-    python benchmarks/recurrent.py [--shapes small lm] [--repeats 15] [--threads 2]
+    python benchmarks/recurrent.py [--shapes small lm] [--repeats 15] [--threads 2] [--tables fused cell]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 
 import torch
 from timing import measure, setting
 from torch import nn
 
 import rnnkit
+from rnnkit.functional import extension
+from rnnkit.functional.lstm_loop import lstm_loop_info
 
 SHAPES = {
     "small": dict(batch=64, steps=100, features=32, hidden=256, layers=1, vocab=None),
@@ -88,17 +95,51 @@ def infer_step(module):
     return step
 
 
+def pure_torch(step):
+    """The same step with the C++ loop switched off, as RNNKIT_NO_EXTENSION=1 does."""
+
+    def run(x):
+        old = os.environ.get(extension.DISABLE)
+        os.environ[extension.DISABLE] = "1"
+        try:
+            step(x)
+        finally:
+            os.environ.pop(extension.DISABLE)
+            if old is not None:
+                os.environ[extension.DISABLE] = old
+
+    return run
+
+
+def describe_extension() -> str:
+    info = lstm_loop_info()
+    if not info.available:
+        return f"C++ LSTM loop unavailable ({info.reason}): both cell-path rows run the pure-torch loop"
+    how = "built" if info.compiled else "loaded from the cache"
+    return f"C++ LSTM loop {info.name}: {how} in {info.seconds:.1f} s ({info.path})"
+
+
 def table(title: str, medians: dict[str, float], reference: str) -> None:
     print(f"\n{title}")
-    print(f"  {'candidate':<46}{'median ms':>10}{'ratio':>8}")
+    print(f"  {'candidate':<56}{'median ms':>10}{'ratio':>8}")
     for name, ms in medians.items():
-        print(f"  {name:<46}{ms:>10.2f}{ms / medians[reference]:>8.2f}")
+        print(f"  {name:<56}{ms:>10.2f}{ms / medians[reference]:>8.2f}")
 
 
-def run_shape(name: str, shape: dict, repeats: int) -> None:
-    B, T, D, H, L, V = (shape[k] for k in ("batch", "steps", "features", "hidden", "layers", "vocab"))
-    x = torch.randint(V, (B, T)) if V else torch.randn(B, T, D)
-    print(f"\n== shape {name}: B={B} T={T} D={D} H={H} layers={L}" + (f" vocabulary={V}" if V else ""))
+class NoRecurrence(nn.Module):
+    """A free stand-in for the recurrent layers: zeros (B, T, H). The task around it is the floor."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.unused = nn.Parameter(torch.zeros(1))  # the optimiser wants one; it never gets a gradient
+
+    def forward(self, x):
+        return x.new_zeros(*x.shape[:2], self.hidden).requires_grad_(torch.is_grad_enabled())
+
+
+def fused_tables(shape: dict, x: torch.Tensor, repeats: int) -> None:
+    D, H, L = shape["features"], shape["hidden"], shape["layers"]
     for kind, ours, theirs in (("LSTM", rnnkit.LSTM, nn.LSTM), ("GRU", rnnkit.GRU, nn.GRU)):
         reference = theirs(D, H, num_layers=L, batch_first=True)
         mine = ours(D, H, num_layers=L)
@@ -111,14 +152,40 @@ def run_shape(name: str, shape: dict, repeats: int) -> None:
                 {f"torch.nn.{kind}": wrap(a), f"rnnkit.{kind} (path={mine.path})": wrap(b)}, x, repeats
             )
             table(f"{kind} {mode}, fused path", medians, f"torch.nn.{kind}")
+
+
+def cell_tables(shape: dict, x: torch.Tensor, repeats: int) -> None:
+    D, H, L = shape["features"], shape["hidden"], shape["layers"]
+    fused, loop, floor = (
+        "torch.nn.LSTM (fused)",
+        "Python loop over torch.nn.LSTMCell",
+        "no recurrent layer (floor)",
+    )
     for mode, wrap in (("training step", train_step), ("inference", infer_step)):
         ln_lstm = rnnkit.LSTM(D, H, num_layers=L, layer_norm=True)
+        name = f"rnnkit.LSTM(layer_norm=True) (path={ln_lstm.path}"
+        ours = f"{name}, C++ loop)"
         candidates = {
-            "torch.nn.LSTM (fused)": wrap(Task(nn.LSTM(D, H, num_layers=L, batch_first=True), shape)),
-            "Python loop over torch.nn.LSTMCell": wrap(Task(LSTMCellLoop(D, H, L), shape)),
-            f"rnnkit.LSTM(layer_norm=True) (path={ln_lstm.path})": wrap(Task(ln_lstm, shape)),
+            fused: wrap(Task(nn.LSTM(D, H, num_layers=L, batch_first=True), shape)),
+            loop: wrap(Task(LSTMCellLoop(D, H, L), shape)),
+            ours: wrap(Task(ln_lstm, shape)),
+            f"{name}, pure torch)": pure_torch(wrap(Task(copy.deepcopy(ln_lstm), shape))),
+            floor: wrap(Task(NoRecurrence(H), shape)),
         }
-        table(f"Layer-norm LSTM {mode}, cell path", measure(candidates, x, repeats), "torch.nn.LSTM (fused)")
+        medians = measure(candidates, x, repeats)
+        table(f"Layer-norm LSTM {mode}, cell path", medians, fused)
+        speedup, bound = medians[loop] / medians[ours], medians[loop] / medians[floor]
+        print(f"  C++ loop vs LSTMCell loop: {speedup:.2f}x faster (target >= 1.5x, free layer {bound:.2f}x)")
+
+
+def run_shape(name: str, shape: dict, repeats: int, tables: list[str]) -> None:
+    B, T, D, H, L, V = (shape[k] for k in ("batch", "steps", "features", "hidden", "layers", "vocab"))
+    x = torch.randint(V, (B, T)) if V else torch.randn(B, T, D)
+    print(f"\n== shape {name}: B={B} T={T} D={D} H={H} layers={L}" + (f" vocabulary={V}" if V else ""))
+    if "fused" in tables:
+        fused_tables(shape, x, repeats)
+    if "cell" in tables:
+        cell_tables(shape, x, repeats)
 
 
 def main() -> None:
@@ -126,12 +193,14 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tables", nargs="+", default=["fused", "cell"], choices=["fused", "cell"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"{setting()}, median of {args.repeats}")
+    print(describe_extension())
     for name in args.shapes:
-        run_shape(name, SHAPES[name], args.repeats)
+        run_shape(name, SHAPES[name], args.repeats, args.tables)
 
 
 if __name__ == "__main__":
