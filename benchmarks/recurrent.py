@@ -6,11 +6,12 @@ float32, 2 threads, at two shapes:
   - lm: a language model, batch 32, 200 steps, embedding 128, hidden 512, 2 layers, vocabulary
     10,000 (embedding -> recurrent layers -> linear -> cross-entropy).
 Candidates: rnnkit LSTM/GRU on the fused path vs torch.nn.LSTM/GRU (target ratio <= 1.05); rnnkit's
-layer-norm LSTM on the cell path vs fused torch.nn.LSTM (targets <= 1.25 training, <= 1.5
-inference) and vs a plain Python loop over torch.nn.LSTMCell (target: rnnkit >= 1.5x faster).
-The cell path runs twice: through the C++ loop (csrc/lstm_loop.cpp, built on first use; its build
-or load time is printed first) and through the pure-torch loop it falls back to. The "floor" row is
-the task with a free stand-in for the recurrent layers: no recurrent layer can beat it.
+layer-norm LSTM and GRU on the cell path vs fused torch.nn.LSTM/GRU (targets <= 1.25 training, <= 1.5
+inference) and vs a plain Python loop over torch.nn.LSTMCell/GRUCell (target: rnnkit >= 1.5x faster).
+The cell path runs twice: through the C++ loop (csrc/lstm_loop.cpp, gru_loop.cpp, built on first
+use; their build or load times are printed first) and through the pure-torch loop it falls back to.
+The "floor" row is the task with a free stand-in for the recurrent layers: no recurrent layer can
+beat it.
 Candidates are timed in interleaved rounds so drift on a shared machine hits all of them alike.
 
     python benchmarks/recurrent.py [--shapes small lm] [--repeats 15] [--threads 2] [--tables fused cell]
@@ -28,6 +29,7 @@ from torch import nn
 
 import rnnkit
 from rnnkit.functional import extension
+from rnnkit.functional.gru_loop import gru_loop_info
 from rnnkit.functional.lstm_loop import lstm_loop_info
 
 SHAPES = {
@@ -36,19 +38,22 @@ SHAPES = {
 }
 
 
-class LSTMCellLoop(nn.Module):
-    """The plain Python loop a user would write: nn.LSTMCell per layer, stepped over the time axis."""
+class CellLoop(nn.Module):
+    """The plain Python loop a user would write: nn.LSTMCell or nn.GRUCell per layer, over the time axis."""
 
-    def __init__(self, features: int, hidden: int, layers: int) -> None:
+    def __init__(self, cell: type[nn.Module], features: int, hidden: int, layers: int) -> None:
         super().__init__()
-        self.cells = nn.ModuleList(nn.LSTMCell(features if i == 0 else hidden, hidden) for i in range(layers))
+        self.cells = nn.ModuleList(cell(features if i == 0 else hidden, hidden) for i in range(layers))
 
     def forward(self, x):
         for cell in self.cells:
             h = c = x.new_zeros(x.shape[0], cell.hidden_size)
             outputs = []
             for x_t in x.unbind(1):
-                h, c = cell(x_t, (h, c))
+                if isinstance(cell, nn.LSTMCell):
+                    h, c = cell(x_t, (h, c))
+                else:
+                    h = cell(x_t, h)
                 outputs.append(h)
             x = torch.stack(outputs, 1)
         return x
@@ -111,12 +116,11 @@ def pure_torch(step):
     return run
 
 
-def describe_extension() -> str:
-    info = lstm_loop_info()
+def describe_extension(kind: str, info: extension.ExtensionInfo) -> str:
     if not info.available:
-        return f"C++ LSTM loop unavailable ({info.reason}): both cell-path rows run the pure-torch loop"
+        return f"C++ {kind} loop unavailable ({info.reason}): both cell-path rows run the pure-torch loop"
     how = "built" if info.compiled else "loaded from the cache"
-    return f"C++ LSTM loop {info.name}: {how} in {info.seconds:.1f} s ({info.path})"
+    return f"C++ {kind} loop {info.name}: {how} in {info.seconds:.1f} s ({info.path})"
 
 
 def table(title: str, medians: dict[str, float], reference: str) -> None:
@@ -156,26 +160,29 @@ def fused_tables(shape: dict, x: torch.Tensor, repeats: int) -> None:
 
 def cell_tables(shape: dict, x: torch.Tensor, repeats: int) -> None:
     D, H, L = shape["features"], shape["hidden"], shape["layers"]
-    fused, loop, floor = (
-        "torch.nn.LSTM (fused)",
-        "Python loop over torch.nn.LSTMCell",
-        "no recurrent layer (floor)",
-    )
-    for mode, wrap in (("training step", train_step), ("inference", infer_step)):
-        ln_lstm = rnnkit.LSTM(D, H, num_layers=L, layer_norm=True)
-        name = f"rnnkit.LSTM(layer_norm=True) (path={ln_lstm.path}"
-        ours = f"{name}, C++ loop)"
-        candidates = {
-            fused: wrap(Task(nn.LSTM(D, H, num_layers=L, batch_first=True), shape)),
-            loop: wrap(Task(LSTMCellLoop(D, H, L), shape)),
-            ours: wrap(Task(ln_lstm, shape)),
-            f"{name}, pure torch)": pure_torch(wrap(Task(copy.deepcopy(ln_lstm), shape))),
-            floor: wrap(Task(NoRecurrence(H), shape)),
-        }
-        medians = measure(candidates, x, repeats)
-        table(f"Layer-norm LSTM {mode}, cell path", medians, fused)
-        speedup, bound = medians[loop] / medians[ours], medians[loop] / medians[floor]
-        print(f"  C++ loop vs LSTMCell loop: {speedup:.2f}x faster (target >= 1.5x, free layer {bound:.2f}x)")
+    kinds = (("LSTM", rnnkit.LSTM, nn.LSTM, nn.LSTMCell), ("GRU", rnnkit.GRU, nn.GRU, nn.GRUCell))
+    for kind, ours_class, theirs, theirs_cell in kinds:
+        fused, loop, floor = (
+            f"torch.nn.{kind} (fused)",
+            f"Python loop over torch.nn.{kind}Cell",
+            "no recurrent layer (floor)",
+        )
+        for mode, wrap in (("training step", train_step), ("inference", infer_step)):
+            layer = ours_class(D, H, num_layers=L, layer_norm=True)
+            name = f"rnnkit.{kind}(layer_norm=True) (path={layer.path}"
+            ours = f"{name}, C++ loop)"
+            candidates = {
+                fused: wrap(Task(theirs(D, H, num_layers=L, batch_first=True), shape)),
+                loop: wrap(Task(CellLoop(theirs_cell, D, H, L), shape)),
+                ours: wrap(Task(layer, shape)),
+                f"{name}, pure torch)": pure_torch(wrap(Task(copy.deepcopy(layer), shape))),
+                floor: wrap(Task(NoRecurrence(H), shape)),
+            }
+            medians = measure(candidates, x, repeats)
+            table(f"Layer-norm {kind} {mode}, cell path", medians, fused)
+            speedup, bound = medians[loop] / medians[ours], medians[loop] / medians[floor]
+            target = f"target >= 1.5x, free layer {bound:.2f}x"
+            print(f"  C++ loop vs {kind}Cell loop: {speedup:.2f}x faster ({target})")
 
 
 def run_shape(name: str, shape: dict, repeats: int, tables: list[str]) -> None:
@@ -198,7 +205,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"{setting()}, median of {args.repeats}")
-    print(describe_extension())
+    print(describe_extension("LSTM", lstm_loop_info()))
+    print(describe_extension("GRU", gru_loop_info()))
     for name in args.shapes:
         run_shape(name, SHAPES[name], args.repeats, args.tables)
 

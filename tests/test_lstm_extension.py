@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -366,3 +368,28 @@ def test_a_compiler_error_is_named_after_every_variant_failed(monkeypatch, tmp_p
 def test_info_reports_the_build(built):
     assert built.available and built.name.startswith("rnnkit_lstm_loop_")
     assert built.seconds > 0 and built.path
+
+
+@pytest.mark.skipif(
+    extension.fcntl is None, reason="the build lock is POSIX's flock; Windows has torch's alone"
+)
+def test_a_build_killed_midway_does_not_block_later_builds(monkeypatch, tmp_path):
+    """torch's plain lock file, left by a killed build, would make every later build wait forever."""
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    name, flags = extension._variants()[-1][0], extension._variants()[-1][1]
+    folder = extension.cache_dir() / f"rnnkit_lstm_loop_{name}"
+    folder.mkdir(parents=True)
+    (folder / "lock").touch()  # what a build killed between torch's acquire and release leaves
+    result = []
+    build = threading.Thread(
+        target=lambda: result.append(
+            extension._compile(f"rnnkit_lstm_loop_{name}", extension.SOURCES / "lstm_loop.cpp", flags)
+        ),
+        daemon=True,  # a regression waits forever: leave it behind rather than hang the suite
+    )
+    build.start()
+    build.join(timeout=300)
+    assert result, "the build still waits for the stale lock file after 300 s"
+    info = result[0]
+    assert info.available and info.compiled and Path(info.library).is_file()
+    assert not (folder / "lock").exists()

@@ -1,6 +1,6 @@
 """Tensor maths without modules: the reference equations, the scans and the masking helpers, and the
-compiled LSTM loop (``lstm_loop``) with its build cache (``extension``) and scratch memory
-(``workspace``), the only parts that keep process-wide state.
+compiled LSTM and GRU loops (``lstm_loop``, ``gru_loop``, ``loops``) with their build cache
+(``extension``) and scratch memory (``workspace``), the only parts that keep process-wide state.
 
 The scan chooser is ``rnnkit.functional.scan.scan``; it is not re-exported here, where its name would
 hide the ``scan`` submodule.

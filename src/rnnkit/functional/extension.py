@@ -11,6 +11,7 @@ The cache lives in ``$RNNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rnnkit``, else 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -22,6 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from rnnkit.errors import warn_user
 
@@ -146,22 +152,42 @@ def _first_error(error: Exception) -> str:
     return next((line for line in lines if "error:" in line), lines[-1])
 
 
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Serialises builds in ``folder`` across processes with a lock the system drops when its holder
+    dies. torch's own lock is a plain file that a build killed midway leaves behind, after which every
+    later process would wait for it forever; under this lock no build runs, so such a file is stale.
+    """
+    if fcntl is None:  # Windows: torch's lock alone
+        yield
+        return
+    with open(folder / "rnnkit.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)  # torch's, left by a killed build
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _compile(name: str, source_file: Path, flags: list[str]) -> ExtensionInfo:
     from torch.utils import cpp_extension
 
-    folder = cache_dir()
+    folder = cache_dir() / name  # one folder per library: torch writes its build.ninja there
     folder.mkdir(parents=True, exist_ok=True)
     built = folder / f"{name}.so"
     before = built.stat().st_mtime_ns if built.exists() else None
     start = time.perf_counter()
-    library = cpp_extension.load(
-        name=name,
-        sources=[str(source_file)],
-        extra_cflags=flags,
-        build_directory=str(folder),
-        is_python_module=False,
-        verbose=False,
-    )
+    with _build_lock(folder):
+        library = cpp_extension.load(
+            name=name,
+            sources=[str(source_file)],
+            extra_cflags=flags,
+            extra_include_paths=[str(source_file.parent)],  # the shared loop_common.h
+            build_directory=str(folder),
+            is_python_module=False,
+            verbose=False,
+        )
     seconds = time.perf_counter() - start
     compiled = not built.exists() or built.stat().st_mtime_ns != before
     logger.info("%s %s in %.1f s (%s)", "built" if compiled else "loaded", name, seconds, folder)

@@ -15,18 +15,14 @@ derivative that misses this op); ``RNNKIT_NO_EXTENSION=1`` gives the pure-torch 
 from __future__ import annotations
 
 import ctypes
-import functools
-from math import prod
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnkit.errors import DTypeError, ShapeError
-from rnnkit.functional import extension, workspace
+from rnnkit.functional import extension, loops, workspace
+from rnnkit.functional.loops import carve, contiguous
 
-SOURCE = "lstm_loop"
-SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _pointer, _int = ctypes.c_void_p, ctypes.c_int64
 INPUTS = ("gx", "w", "bias", "gam_ih", "gam_h", "gam_c", "bet_c")  # what the loop reads, as C names
 SAVED = ("gates", "cs", "tc", "hin", "xhat", "rstd_ih", "rhat", "rstd_h", "chat", "rstd_c")
@@ -44,33 +40,19 @@ class _Args(ctypes.Structure):
     names = frozenset(name for name, _ in _fields_)
 
 
+_LOOP = loops.CompiledLoop("lstm", _Args)
+
+
 def lstm_loop_info() -> extension.ExtensionInfo:
     """Builds the extension if this process has not yet, and says how it went (build time, cache)."""
-    return extension.load(SOURCE)
+    return _LOOP.info()
 
 
 def available(x: Tensor) -> bool:
     """True when :func:`lstm_loop` would run compiled for this input: float32/float64 on the CPU, in
     eager mode (not under torch.compile, tracing, torch.func transforms or autocast), extension built.
     """
-    if x.device.type != "cpu" or x.dtype not in SUFFIX or extension.disabled():
-        return False
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu"):
-        return False
-    if torch._C._are_functorch_transforms_active():  # vmap/grad would need a functorch rule
-        return False
-    return lstm_loop_info().available
-
-
-@functools.cache
-def _library() -> ctypes.CDLL:
-    library = ctypes.CDLL(lstm_loop_info().library)
-    for name in ("forward", "backward"):
-        for suffix in SUFFIX.values():
-            function = getattr(library, f"rnnkit_lstm_{name}_{suffix}")
-            function.argtypes, function.restype = [ctypes.POINTER(_Args)], ctypes.c_int
-    library.rnnkit_lstm_error.restype = ctypes.c_char_p
-    return library
+    return _LOOP.available(x)
 
 
 def lstm_loop(
@@ -111,10 +93,10 @@ def lstm_loop(
 
     Returns (outputs (B, T, H) batch-first, h_T (B, H), c_T (B, H)).
     """
-    tensors = _contiguous(
+    tensors = contiguous(
         x, weight_ih, h0, c0, weight_hh, bias, ln_ih_weight, ln_hh_weight, ln_c_weight, ln_c_bias
     )
-    masks = _contiguous(dropout_mask, zoneout_masks, None if lengths is None else lengths.to(torch.int64))
+    masks = contiguous(dropout_mask, zoneout_masks, None if lengths is None else lengths.to(torch.int64))
     _check(tensors, masks)
     options = (*eps, float(zoneout))
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
@@ -132,7 +114,7 @@ NAMES += ("ln_c_bias", "dropout_mask", "zoneout_masks", "lengths")
 
 
 def _check(tensors, masks) -> None:
-    """Every array the C++ loop reads must have the shape and dtype it assumes: it cannot tell."""
+    """Refuses any array the loop would misread (see :func:`loops.check`)."""
     (T, B, D), H = tensors[0].shape, tensors[2].shape[-1]
     G = 4 * H
     shapes = (
@@ -150,54 +132,18 @@ def _check(tensors, masks) -> None:
         (T, 2, B, H),
         (B,),
     )
-    for name, t, shape in zip(NAMES, (*tensors, *masks), shapes, strict=True):
-        if t is None:
-            continue
-        if tuple(t.shape) != shape:
-            raise ShapeError(
-                f"lstm_loop: {name} must be {shape} for x {(T, B, D)} and h0 {(B, H)}, got {tuple(t.shape)}"
-            )
-        dtype = torch.int64 if name == "lengths" else tensors[0].dtype
-        if t.dtype != dtype or t.device.type != "cpu":
-            raise DTypeError(f"lstm_loop: {name} must be a {dtype} CPU tensor, got {t.dtype} on {t.device}")
-
-
-def _contiguous(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
-    return tuple(None if t is None else t.contiguous() for t in tensors)
-
-
-def _call(direction: str, args: _Args, dtype: torch.dtype) -> None:
-    library = _library()
-    if getattr(library, f"rnnkit_lstm_{direction}_{SUFFIX[dtype]}")(ctypes.byref(args)):
-        raise RuntimeError(f"rnnkit's C++ LSTM loop failed: {library.rnnkit_lstm_error().decode()}")
+    arrays = dict(zip(NAMES, (*tensors, *masks), strict=True))
+    loops.check("lstm_loop", arrays, dict(zip(NAMES, shapes, strict=True)), f"x {(T, B, D)} and h0 {(B, H)}")
 
 
 def _args(shape: tuple[int, int, int], options: tuple, arrays: dict[str, Tensor | None]) -> _Args:
-    """The C struct: sizes (B, T, 4H), options, and every array's address (named as in C; None: null).
-
-    The struct holds bare addresses: the caller keeps every tensor alive until the call returns.
-    """
+    """The C struct: sizes (B, T, 4H), options, and every array's address (named as in C; None: null)."""
     B, T, G = shape
-    for t in arrays.values():
-        assert t is None or t.is_contiguous(), "the C++ loop reads contiguous arrays"
     eps_ih, eps_h, eps_c, zoneout = options
-    blocks = max(1, min(torch.get_num_threads(), B // 4))  # one block of rows per thread
-    pointers = {name: None if t is None else t.data_ptr() for name, t in arrays.items()}
-    assert _Args.names.issuperset(pointers), "ctypes would keep an unknown name as a plain attribute"
-    return _Args(B, T, G // 4, blocks, eps_ih=eps_ih, eps_h=eps_h, eps_c=eps_c, zoneout=zoneout, **pointers)
-
-
-def _carve(arena: Tensor, shapes: dict[str, tuple[int, ...] | None]) -> dict[str, Tensor | None]:
-    """Consecutive views of ``arena`` with the given shapes (None stays None)."""
-    views, start = {}, 0
-    for name, shape in shapes.items():
-        if shape is None:
-            views[name] = None
-            continue
-        numel = prod(shape)
-        views[name] = arena[start : start + numel].view(shape)
-        start += numel
-    return views
+    pointers = _LOOP.pointers(arrays)
+    return _Args(
+        B, T, G // 4, loops.blocks(B), eps_ih=eps_ih, eps_h=eps_h, eps_c=eps_c, zoneout=zoneout, **pointers
+    )
 
 
 def _saved_shapes(T: int, B: int, H: int, ln_ih: bool, ln_hh: bool, ln_c: bool) -> dict:
@@ -231,7 +177,7 @@ def _forward(tensors, masks, options, gx: Tensor, saved: dict) -> tuple[Tensor, 
     inputs = dict(gx=gx, w=weight_hh, bias=bias, gam_ih=ln_ih, gam_h=ln_hh, gam_c=ln_c, bet_c=ln_c_bias)
     arrays = dict(inputs, dmask=masks[0], zmask=masks[1], lens=masks[2], y=y, h=h, c=c)
     arrays.update({name: t for name, t in saved.items() if name != "gx"})
-    _call("forward", _args((B, T, G), options, arrays), x.dtype)
+    _LOOP.call("forward", _args((B, T, G), options, arrays), x.dtype)
     return y, h, c
 
 
@@ -244,9 +190,9 @@ class _LSTMLoop(torch.autograd.Function):
         x, h0 = tensors[0], tensors[2]
         (T, B, _), H = x.shape, h0.shape[1]
         shapes = _saved_shapes(T, B, H, *(t is not None for t in tensors[6:9]))
-        arena = workspace.take(sum(prod(s) for s in shapes.values() if s), x.dtype)
+        arena = workspace.take(loops.numel(shapes), x.dtype)
         workspace.give_when_dead(ctx, arena)  # when autograd drops this graph
-        saved = _carve(arena, shapes)
+        saved = carve(arena, shapes)
         y, h, c = _forward(tensors, masks, options, saved["gx"], saved)
         weights = (tensors[1], tensors[4], *tensors[6:9])  # weight_ih, weight_hh, the layer norms' gains
         ctx.save_for_backward(x, *weights, *masks, *(saved[name] for name in SAVED))
@@ -255,12 +201,7 @@ class _LSTMLoop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dh, dc):
-        if torch.is_grad_enabled():  # create_graph=True: a second derivative would silently miss this op
-            raise RuntimeError(
-                "rnnkit's compiled LSTM loop has first derivatives only, and this backward was asked to "
-                "build a graph for a second one (create_graph=True). Set RNNKIT_NO_EXTENSION=1 to run "
-                "the pure-torch loop, which supports higher derivatives."
-            )
+        _LOOP.refuse_double_backward()
         return _LSTMLoop._backward(ctx, dy, dh, dc)
 
     @staticmethod
@@ -276,13 +217,13 @@ class _LSTMLoop(torch.autograd.Function):
             dgx = scratch[: T * B * G].view(T, B, G)  # dL/d(W_ih x)
             dr = scratch[T * B * G : 2 * T * B * G].view(T, B, G) if separate else dgx  # dL/d(W_hh h)
             dh0, dc0 = dh.contiguous().clone(), dc.contiguous().clone()  # dL/dh_T in, dL/dh0 out
-            acc = dr.new_zeros(max(1, min(torch.get_num_threads(), B // 4)), 3 * G + 2 * H)  # per block
+            acc = dr.new_zeros(loops.blocks(B), 3 * G + 2 * H)  # per block
             dy = dy.contiguous()  # held here: the struct keeps only addresses
             arrays = dict(w=weight_hh, gam_ih=ln_ih, gam_h=ln_hh, gam_c=ln_c, dmask=masks[0], zmask=masks[1])
             arrays.update(lens=masks[2], **saved, dy=dy, dgx=dgx, dr=dr, h=dh0, c=dc0, acc=acc)
             args = _args((B, T, G), ctx.options, arrays)
             assert args.blocks == acc.shape[0]
-            _call("backward", args, x.dtype)
+            _LOOP.call("backward", args, x.dtype)
             needed = ctx.needs_input_grad
             dgx2, x2 = dgx.view(T * B, G), x.view(T * B, D)
             dx = (dgx2 @ weight_ih).view(T, B, D) if needed[0] else None  # every step in one product

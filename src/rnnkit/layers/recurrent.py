@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from rnnkit.checks import check_input, check_lengths, check_state
 from rnnkit.errors import ShapeError
 from rnnkit.functional.masking import lengths_to_mask, reverse_padded
-from rnnkit.layers.compiled_lstm import compiled_scan
+from rnnkit.layers.compiled import compiled_scan
 
 
 class RNNOutput(NamedTuple):
@@ -48,9 +48,10 @@ class Recurrent(nn.Module):
     ``input_projection``/``recurrence`` (all classic built-in cells do); any other module that follows the
     cell contract ``forward(x_t (B, D), state) -> (y_t (B, H), state)`` with ``initial_state(B)``,
     ``state_size``, ``input_size`` and ``state_type`` (the NamedTuple class of its state, fields
-    (B, H)) is stepped as it is. rnnkit's own LSTMCell (that class exactly, float32/float64 on CPU)
-    runs the whole loop, forward and backward, in one C++ call each (functional/lstm_loop.py), built
-    on first use; ``RNNKIT_NO_EXTENSION=1`` or a failed build keeps the pure-torch loop below.
+    (B, H)) is stepped as it is. rnnkit's own LSTMCell and GRUCell (those classes exactly,
+    float32/float64 on CPU) run the whole loop, forward and backward, in one C++ call each
+    (functional/lstm_loop.py, gru_loop.py), built on first use; ``RNNKIT_NO_EXTENSION=1`` or a failed
+    build keeps the pure-torch loop below.
 
     Args:
         cell: the cell to run.
@@ -92,7 +93,7 @@ class Recurrent(nn.Module):
         cell = self.cell
         if hasattr(cell, "forward_sequence"):  # outputs (B, T, H) zero on padded steps, state carried
             return cell.forward_sequence(x, state, lengths)
-        if (compiled := compiled_scan(cell, x, state, lengths)) is not None:  # rnnkit's LSTMCell, in C++
+        if (compiled := compiled_scan(cell, x, state, lengths)) is not None:  # rnnkit's LSTM/GRU cell, in C++
             return compiled
         if hasattr(cell, "recurrence"):
             inputs = cell.input_projection(x).transpose(0, 1).unbind(0)  # T x (B, G*H)
