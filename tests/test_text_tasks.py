@@ -453,3 +453,24 @@ def test_bucketed_epoch_order_splits_across_processes_like_one_process():
         together = ranks[0][4 * b : 4 * b + 4] + ranks[1][4 * b : 4 * b + 4]
         assert sorted(together) == sorted(one[8 * b : 8 * b + 8])
     assert epoch_order(203, True, 1, 3, lengths=lengths, batch_size=8) != one  # reshuffled each epoch
+
+
+def test_attention_plot_shades_weights_against_a_uniform_share(tmp_path, monkeypatch):
+    """Texts of any length on one scale: weight x length, 1 for a uniform share."""
+    from rnnkit import plots
+
+    shown = {}
+    real_imshow = plots._pyplot().Axes.imshow
+
+    def imshow(ax, grid, **kwargs):
+        shown.update(grid=grid, **kwargs)
+        return real_imshow(ax, grid, **kwargs)
+
+    monkeypatch.setattr(plots._pyplot().Axes, "imshow", imshow)
+    rows = [(["a", "b"], [0.5, 0.5], "uniform"), (["x", "y", "z", "w"], [0.1, 0.1, 0.1, 0.7], "peaked")]
+    path = plots.plot_attention(rows, tmp_path / "attention.png")
+    assert path.is_file() and path.stat().st_size > 0
+    np.testing.assert_allclose(shown["grid"][0][:2], [1.0, 1.0])
+    assert math.isnan(shown["grid"][0][2])  # the short text's padding stays blank
+    np.testing.assert_allclose(shown["grid"][1], [0.4, 0.4, 0.4, 2.8])
+    assert shown["vmin"] == 0 and shown["vmax"] == pytest.approx(2.8)

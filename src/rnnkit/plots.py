@@ -110,12 +110,18 @@ def plot_confusion_matrix(
 def plot_attention(
     rows: Sequence[tuple[Sequence[str], Sequence[float], str]], path: str | Path, title: str = "Attention"
 ) -> Path:
-    """One row per text: its tokens shaded by attention weight, with a label (e.g. the prediction)."""
+    """One row per text: its tokens shaded by attention weight, with a label (e.g. the prediction).
+
+    Weights are shaded times the text's length, so 1 is a uniform share whatever the length (weights
+    sum to one per text: a long text's would otherwise all look pale).
+    """
     plt = _pyplot()
     width = max(len(tokens) for tokens, _, _ in rows)
     fig, ax = plt.subplots(figsize=(min(0.55 * width + 3, 24), 0.6 * len(rows) + 1.2))
-    grid = [[*weights, *[float("nan")] * (width - len(weights))] for _, weights, _ in rows]
-    ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
+    grid = [[*(w * len(ws) for w in ws), *[float("nan")] * (width - len(ws))] for _, ws, _ in rows]
+    top = max(2.0, max(max(row[: len(ws)]) for row, (_, ws, _) in zip(grid, rows, strict=True)))
+    image = ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0, vmax=top)
+    fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="weight x length (1 = uniform)")
     for i, (tokens, _, _) in enumerate(rows):
         for j, token in enumerate(tokens):
             ax.text(j, i, token, ha="center", va="center", fontsize=7)
