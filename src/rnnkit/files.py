@@ -1,0 +1,55 @@
+"""Files shared by processes: the one cache directory and the one lock.
+
+    with locked(cache_dir("corpora") / digest):   # one process at a time; the others wait
+        ...
+
+The cache lives in ``$RNNKIT_CACHE`` if set, else ``$XDG_CACHE_HOME/rnnkit``, else
+``~/.cache/rnnkit``. The lock is POSIX's ``flock``, which the system drops when its holder dies, so
+a killed process never leaves a lock behind; on Windows (no ``flock``) it does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+CACHE_VARIABLE = "RNNKIT_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """``<cache root>/<parts...>``; created on first use by whoever writes into it."""
+    root = os.environ.get(CACHE_VARIABLE)
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnkit"
+    return Path(root).joinpath(*parts)
+
+
+@contextlib.contextmanager
+def locked(directory: str | Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold ``<directory>/.lock`` exclusively while the block runs (``directory`` is created).
+
+    With ``blocking=False`` the block runs at once and receives False when another process holds
+    the lock (the caller decides what to do), True when this one took it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield True
+        return
+    with (directory / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
