@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
 
 from rnnkit.config import Config
-from rnnkit.data.text import (
+from rnnkit.data import (
     LabelledTexts,
     Labels,
     TextDataset,

@@ -26,7 +26,7 @@ import torch
 from pydantic import Field, model_validator
 
 from rnnkit.config import Config
-from rnnkit.data.text import TokenStream, corpus_chunks, encode_corpus
+from rnnkit.data import TokenStream, corpus_chunks, encode_corpus
 from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import DataError
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
