@@ -1,6 +1,8 @@
 """Text data: readers of the usual files, labels, padded and bucketed batches, streamed corpora, vectors."""
 
 import json
+import subprocess
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +31,7 @@ from rnnkit.data import (
     read_vectors,
     require_texts,
 )
-from rnnkit.data import text as text_module
+from rnnkit.data import encoding as encoding_module
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.train import TrainConfig, Trainer
 
@@ -333,7 +335,7 @@ def test_corpus_ids_widen_for_a_large_vocabulary_and_refuse_empty_files(tmp_path
 
 @pytest.mark.parametrize("block", [3, 1 << 20])
 def test_streamed_undecodable_byte_names_its_offset(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(text_module, "_BLOCK", block)
+    monkeypatch.setattr(encoding_module, "_BLOCK", block)
     path = tmp_path / "book.txt"
     path.write_bytes("é1\né2\n".encode() + b"ba \xc3( byte")  # offset 11: a lead byte, no follower
     # with 3-byte blocks the lead byte ends a block and the decoder holds it over to the next
@@ -451,3 +453,12 @@ def test_vectors_case_variant_and_refusals(tmp_path):
     path.write_text("dog 1 2\n")
     with pytest.raises(DataError, match=r"none of the vocabulary's 5 tokens has a vector in vectors\.txt"):
         read_vectors(path, Vocab(["the"]))
+
+
+# ---------------------------------------------------------------- import cost
+
+
+def test_importing_the_data_package_loads_no_pandas_or_tokenizers():
+    code = "import sys, rnnkit.data; print(sorted({'pandas', 'tokenizers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,6 +1,14 @@
-"""Data: batches, windows over series, scalers, synthetic series, and text (tokenisers, readers, streams)."""
+"""Data: batches, windows over series, scalers, synthetic series, and text (tokenisers, readers, streams).
+
+Importing this package loads neither pandas nor ``tokenizers``: the functions that need them import them.
+"""
 
 from rnnkit.data.batch import Batch, Stream, stack_pairs
+from rnnkit.data.corpus import TokenStream, corpus_chunks, encode_corpus
+from rnnkit.data.datasets import TextDataset, pad_collate
+from rnnkit.data.labels import LabelledTexts, Labels
+from rnnkit.data.readers import read_class_folders, read_labelled, read_text, require_texts
+from rnnkit.data.sampling import bucket_order, padding_fraction
 from rnnkit.data.scalers import (
     MinMaxScaler,
     RobustScaler,
@@ -10,22 +18,7 @@ from rnnkit.data.scalers import (
     scaler_from_state,
 )
 from rnnkit.data.synthetic import noisy_sine, seasonal_temperature, seasonal_temperature_frame
-from rnnkit.data.text import (
-    LabelledTexts,
-    Labels,
-    TextDataset,
-    TokenStream,
-    bucket_order,
-    corpus_chunks,
-    encode_corpus,
-    pad_collate,
-    padding_fraction,
-    read_class_folders,
-    read_labelled,
-    read_text,
-    read_vectors,
-    require_texts,
-)
+from rnnkit.data.vectors import read_vectors
 from rnnkit.data.vocab import (
     WORD_PATTERN,
     BPETokenizer,

@@ -10,7 +10,7 @@ Three levels: ``"char"`` (every character a token), ``"word"`` (:data:`WORD_PATT
 are always ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``; the rest follow frequency.
 
 ``TextCodec.fit`` reads its texts once, as an iterator, so a corpus larger than memory can be fitted
-chunk by chunk: ``TextCodec.fit(corpus_chunks(path), level="char")`` (see :mod:`rnnkit.data.text`).
+chunk by chunk: ``TextCodec.fit(corpus_chunks(path), level="char")`` (see :mod:`rnnkit.data.corpus`).
 """
 
 from __future__ import annotations
@@ -314,6 +314,10 @@ class TextCodec:
         """Token ids of ``text``, optionally framed by ``<bos>``/``<eos>``; empty text gives no ids."""
         ids = self.vocab.encode(self.tokenizer.tokenize(text))
         return [self.vocab.bos_id] * bos + ids + [self.vocab.eos_id] * eos
+
+    def unknown(self, text: str) -> list[str]:
+        """The tokens of ``text`` that the vocabulary does not hold (each becomes ``<unk>``)."""
+        return [token for token in self.tokenizer.tokenize(text) if token not in self.vocab]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; pad, bos and eos are dropped, unknown tokens read ``<unk>``."""

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rnnkit.data import Batch, Stream, stack_pairs
-from rnnkit.data.text import bucket_order
+from rnnkit.data.sampling import bucket_order
 from rnnkit.errors import ConfigError, TrainingError
 from rnnkit.runtime import seed_everything
 from rnnkit.train import checkpoint, distributed
