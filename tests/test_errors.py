@@ -254,6 +254,36 @@ def test_float64_input_into_a_float32_model(path):
         lstm(path)(x(dtype=torch.float64))
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_integer_input_is_converted_not_the_module(path):
+    # a module cannot be moved to an integer dtype: the fix converts the input, or embeds token ids
+    with pytest.raises(
+        rnnkit.DTypeError,
+        match=r"input dtype torch\.int64 does not match the weights' dtype torch\.float32: .*"
+        r"convert the input with x\.to\(torch\.float32\); .*token ids.*nn\.Embedding",
+    ) as caught:
+        lstm(path)(x().long())
+    assert "the module with" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "module, ids",
+    [
+        (lambda: rnnkit.GRU(D, H), torch.zeros(2, 5, dtype=torch.long)),
+        (lambda: rnnkit.MinGRU(D, H), torch.zeros(2, 5, dtype=torch.long)),
+        (lambda: rnnkit.LSTMCell(D, H), torch.zeros(2, dtype=torch.long)),
+    ],
+    ids=["layer", "minimal_layer", "cell"],
+)
+def test_token_ids_without_features_point_to_an_embedding(module, ids):
+    with pytest.raises(
+        rnnkit.ShapeError,
+        match=r"torch\.int64 values without a feature dimension look like token ids.*"
+        r"nn\.Embedding\(V, D\)",
+    ):
+        module()(ids)
+
+
 def test_float64_input_into_a_float32_cell():
     with pytest.raises(
         rnnkit.DTypeError, match=r"input dtype torch\.float64 .* weights' dtype torch\.float32"

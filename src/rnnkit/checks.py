@@ -16,8 +16,15 @@ def check_input(x: Any, input_size: int, dtype: torch.dtype, step: bool = False)
     if not isinstance(x, Tensor):
         raise ShapeError(f"input must be a torch.Tensor, got {type(x).__name__}")
     rank, layout = (2, "(B, D)") if step else (3, "(B, T, D), batch first")
+    real = x.is_floating_point()
     if x.dim() != rank:
         fix = "add a batch dimension with x.unsqueeze(0)" if x.dim() == rank - 1 else "reshape it"
+        if not real and x.dim() == rank - 1:
+            fix = (
+                f"{x.dtype} values without a feature dimension look like token ids: look them up in "
+                f"an nn.Embedding(V, D) first, which adds D; for one real feature use "
+                f"x.unsqueeze(-1).to({dtype})"
+            )
         raise ShapeError(f"input must be {layout}; got rank {x.dim()} with shape {tuple(x.shape)}: {fix}")
     if x.shape[-1] != input_size:
         raise ShapeError(
@@ -27,10 +34,14 @@ def check_input(x: Any, input_size: int, dtype: torch.dtype, step: bool = False)
     if 0 in x.shape[:-1]:
         raise ShapeError(f"input is empty: shape {tuple(x.shape)}; every batch needs B >= 1 and T >= 1")
     if x.dtype != dtype:
-        raise DTypeError(
-            f"input dtype {x.dtype} does not match the weights' dtype {dtype}: "
-            f"cast the input with x.to({dtype}) or the module with .to({x.dtype})"
-        )
+        if real:
+            fix = f"cast the input with x.to({dtype}) or the module with .to({x.dtype})"
+        else:  # a module's weights cannot become integers, bools or complex numbers: convert the input
+            fix = (
+                f"recurrent layers read real-valued features, so convert the input with x.to({dtype}); "
+                "if the values are token ids, look them up in an nn.Embedding(V, D) first"
+            )
+        raise DTypeError(f"input dtype {x.dtype} does not match the weights' dtype {dtype}: {fix}")
     return x
 
 
