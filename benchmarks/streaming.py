@@ -4,7 +4,8 @@ Per-step medians (µs), batch 1, input 128, hidden 512, one layer, float32, 2 th
   (a) the step's matrix-vector products alone: the same GEMVs rnnkit.Streamer.step runs, on the same
       concatenated weights (LSTM: one addmv of [W_ih | W_hh] against [x, h]; GRU: three, since the
       reset gate multiplies W_hn h alone);
-  (b) rnnkit.Streamer.step;
+  (b) rnnkit.Streamer.step(x_t, out=y): into a preallocated y, so no step allocates (without out=,
+      each step returns a new tensor);
   (c) torch.nn.LSTMCell / GRUCell called per step;
   (d) torch.nn.LSTM / GRU called with T=1 per step, the state carried.
 Every candidate but (b) runs inside one torch.inference_mode block per sample; (b) enters its own at
@@ -65,6 +66,7 @@ def candidates(name: str, xs: list[torch.Tensor]) -> dict[str, Callable[[], None
     layer = getattr(rnnkit, name)(D, H).eval()
     layer.load_state_dict(torch_layer.state_dict())
     streamer = rnnkit.Streamer(layer)
+    y = torch.empty(1, H)  # the step's output buffer, reused: out= keeps the step allocation-free
     gemv = gemvs(layer)
     lstm = name == "LSTM"
     state = {"cell": (torch.zeros(1, H),) * (2 if lstm else 1), "layer": torch.zeros(1, 1, H)}
@@ -78,7 +80,7 @@ def candidates(name: str, xs: list[torch.Tensor]) -> dict[str, Callable[[], None
 
     def run_streamer():
         for x in xs:
-            streamer.step(x)
+            streamer.step(x, out=y)
 
     def run_cell():
         with torch.inference_mode():
@@ -96,7 +98,7 @@ def candidates(name: str, xs: list[torch.Tensor]) -> dict[str, Callable[[], None
 
     return {
         "(a) the step's GEMVs alone (torch.addmv)": run_gemvs,
-        "(b) rnnkit.Streamer.step": run_streamer,
+        "(b) rnnkit.Streamer.step(out=)": run_streamer,
         f"(c) torch.nn.{name}Cell per step": run_cell,
         f"(d) torch.nn.{name}, T=1 per step": run_layer,
     }

@@ -1,7 +1,8 @@
 """Streamer: stepping x_t by x_t through preallocated buffers equals layer(x) on the whole sequence.
 
 Also reset, a given initial state, refresh after the weights change, eval semantics for the training
-regularisers, the boundary errors, and that a step allocates nothing (state buffers stay put).
+regularisers, the boundary errors, that each step returns a new tensor, and that a step into
+``out=`` allocates nothing (state buffers stay put).
 """
 
 from __future__ import annotations
@@ -185,14 +186,36 @@ def test_refresh_follows_a_dtype_change_and_keeps_the_state():
 def test_a_step_reuses_its_buffers(kind, batch_size):
     streamer = rnnkit.Streamer(make_layer(kind, 2, zoneout=0.2, residual=True, input_size=H), batch_size)
     x = torch.randn(batch_size, H, dtype=torch.float64)
-    y = streamer.step(x)
+    y = torch.empty(batch_size, H, dtype=torch.float64)
+    assert streamer.step(x, out=y) is y
     pointers = [t.data_ptr() for t in (*streamer._h, *(streamer._c or []))]
     for _ in range(3):
-        assert streamer.step(x) is y
+        assert streamer.step(x, out=y) is y
     assert [t.data_ptr() for t in (*streamer._h, *(streamer._c or []))] == pointers
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as fast:
-        streamer.step(x)
+        streamer.step(x, out=y)
     assert [e.name for e in fast.events() if e.cpu_memory_usage > 0] == []
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_collected_steps_equal_the_layer(kind):
+    # the README's pattern: each step returns a new tensor, so a list keeps every y_t
+    layer = make_layer(kind, 2)
+    x = sequence(3)
+    streamer = rnnkit.Streamer(layer, 3)
+    ys = [streamer.step(x_t) for x_t in x.unbind(1)]
+    torch.testing.assert_close(torch.stack(ys, 1), layer(x).outputs, **TOL[torch.float64])
+    assert not ys[-1].is_inference()  # an ordinary tensor, usable outside inference mode
+
+
+def test_out_is_filled_and_equals_the_new_tensor():
+    layer = make_layer("lstm", 2)
+    x = sequence(1)
+    first, second = rnnkit.Streamer(layer), rnnkit.Streamer(layer)
+    y = torch.full((1, H), float("nan"), dtype=torch.float64)
+    for x_t in x.unbind(1):
+        assert first.step(x_t, out=y) is y
+        torch.testing.assert_close(y, second.step(x_t), rtol=0, atol=0)
 
 
 def test_the_allocation_check_can_fail():
@@ -238,6 +261,25 @@ def test_bad_steps_are_refused(x, error, match):
     streamer = rnnkit.Streamer(make_layer("lstm"), batch_size=2)
     with pytest.raises(error, match=match):
         streamer.step(x)
+
+
+@pytest.mark.parametrize(
+    "out, error, match",
+    [
+        (
+            torch.zeros(2, H + 1, dtype=torch.float64),
+            ShapeError,
+            r"out must be .*\(B, H\) = \(2, 4\), got \(2, 5\)",
+        ),
+        ("y", ShapeError, r"out must be a tensor of shape .*got str"),
+        (torch.zeros(2, H), DTypeError, r"out must be torch.float64 on cpu.*got torch.float32.*torch.empty"),
+    ],
+    ids=["shape", "not_a_tensor", "dtype"],
+)
+def test_a_bad_out_is_refused(out, error, match):
+    streamer = rnnkit.Streamer(make_layer("lstm"), batch_size=2)
+    with pytest.raises(error, match=match):
+        streamer.step(torch.zeros(2, D, dtype=torch.float64), out=out)
 
 
 def test_check_false_skips_the_per_step_check():

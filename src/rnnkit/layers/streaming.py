@@ -2,12 +2,13 @@
 
 Calling a layer with T=1 at every step pays for its sequence machinery each time (checks, state
 stacking and, for torch.nn.LSTM, a oneDNN weight reorder: about 2 ms against a 63 µs matrix-vector
-product at hidden 512, see PERF_NOTES.md). A Streamer does that work once. At construction it checks
+product at hidden 512, see benchmarks/README.md). A Streamer does that work once. At construction it checks
 the layer, snapshots its weights as one concatenated [W_ih | W_hh] per layer with the two biases
 summed, allocates every buffer a step writes, and binds the step's torch calls, ``out=`` and
 in-place targets included, into a flat list. A step copies x_t in and runs that list under
 torch.inference_mode: one GEMV per layer (three for a GRU, whose reset gate multiplies W_hn h
-alone) and a few elementwise ops, with no tensor allocated.
+alone) and a few elementwise ops, with no tensor allocated but the y_t it returns (none at all when
+the caller passes ``out=``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.checks import check_input, check_state
-from rnnkit.errors import ConfigError, ShapeError
+from rnnkit.errors import ConfigError, DTypeError, ShapeError
 from rnnkit.layers.rnn import GRU, LSTM, RNN
 
 Op = Callable[[], object]
@@ -54,9 +55,9 @@ class Streamer:
     and calls, but each layer runs an eval copy of its cell's own ``recurrence``, which allocates.
 
     Methods and attributes:
-        step(x_t (B, D)) -> y_t (B, H): the top layer's output. It is a view of an internal buffer that
-            the next step overwrites (the same tensor every step): ``.clone()`` it to keep it. It is an
-            ordinary tensor, usable outside inference mode.
+        step(x_t (B, D), out=None) -> y_t (B, H): the top layer's output, a new ordinary tensor at every
+            call (usable outside inference mode, safe to keep in a list). ``out=`` (B, H), the layer's
+            dtype, is filled in place and returned instead, so a step allocates nothing.
         reset(state=None): back to the layer's initial state (zeros or learned), or to ``state``
             (fields (L, B, H) or torch's (h, c) tuple).
         state: a copy of the carried state in the layer's state type, fields (L, B, H), equal to the
@@ -69,9 +70,11 @@ class Streamer:
     Example:
         >>> lstm = rnnkit.LSTM(128, 512, num_layers=2).eval()
         >>> streamer = rnnkit.Streamer(lstm)
-        >>> for x_t in frames:                        # each (1, 128)
-        ...     y_t = streamer.step(x_t)              # (1, 512), overwritten by the next step
+        >>> ys = [streamer.step(x_t) for x_t in frames]   # each x_t (1, 128), each y_t a new (1, 512)
         >>> streamer.state.h.shape                    # (2, 1, 512)
+        >>> y = torch.empty(1, 512)
+        >>> for x_t in frames:
+        ...     streamer.step(x_t, out=y)             # no allocation: y is overwritten at every step
     """
 
     def __init__(self, layer: RNN | LSTM | GRU, batch_size: int = 1, *, check: bool = True) -> None:
@@ -132,15 +135,31 @@ class Streamer:
         fields = [self._h] if self._c is None else [self._h, self._c]
         return self.layer.state_type(*(torch.stack(views) for views in fields))  # each (L, B, H)
 
-    def step(self, x: Tensor) -> Tensor:
-        """One time step: x (B, D) -> y (B, H), a buffer view the next step overwrites."""
+    def step(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """One time step: x (B, D) -> y (B, H), a new tensor, or ``out`` (B, H) written in place."""
         if self.check and (not isinstance(x, Tensor) or x.shape != self._x_shape or x.dtype != self.dtype):
             self._refuse(x)
+        if out is not None and self.check:
+            self._check_out(out)
         with torch.inference_mode():
             self._x.copy_(x)
             for op in self._ops:
                 op()
-        return self._y
+            if out is not None:
+                return out.copy_(self._y)
+        return self._y.clone()  # outside inference mode: an ordinary tensor, the caller's to keep
+
+    def _check_out(self, out) -> None:
+        shape = tuple(self._y.shape)
+        if not isinstance(out, Tensor) or tuple(out.shape) != shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ShapeError(f"out must be a tensor of shape (B, H) = {shape}, got {got}")
+        if out.dtype != self.dtype or out.device != self.device:
+            raise DTypeError(
+                f"out must be {self.dtype} on {self.device} as the layer's weights, got {out.dtype} "
+                f"on {out.device}: allocate it with "
+                f"torch.empty({shape}, dtype={self.dtype}, device='{self.device}')"
+            )
 
     def _refuse(self, x) -> None:
         x = check_input(x, self.layer.input_size, self.dtype, step=True)
