@@ -19,26 +19,24 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from rnnkit.checks import check_lengths
-from rnnkit.config import Config
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.functional.masking import lengths_to_mask
 from rnnkit.layers.regularization import EmbeddingDropout
-from rnnkit.models.encoder import Pooling, build_encoder, check_encoder_options, check_tokens
+from rnnkit.models.encoder import EncoderConfig, Pooling, check_tokens
 from rnnkit.models.registry import register_model
 
 
-class ClassifierConfig(Config):
+class ClassifierConfig(EncoderConfig):
     """What a :class:`SequenceClassifier` is built from; stored with a trained model so loading rebuilds it.
 
-    ``vocab_size`` and ``num_classes`` come from the data. ``dropout`` acts between stacked layers
-    (ignored when ``num_layers == 1``); ``embedding_dropout`` drops whole words (every occurrence of
-    a word in the batch, Gal & Ghahramani 2016, sec. 4.2); ``output_dropout`` acts on the pooled
-    vector before the head. ``layer_norm``, ``recurrent_dropout``, ``zoneout`` and ``init`` apply
-    to the rnn, lstm and gru cells; ``nonlinearity`` to ``cell="rnn"`` only.
+    ``vocab_size`` and ``num_classes`` come from the data. The encoder's keys (cell, hidden_size,
+    num_layers, bidirectional, dropout, ...) are those of :class:`rnnkit.models.encoder.EncoderConfig`.
+    ``embedding_dropout`` drops whole words (every occurrence of a word in the batch, Gal &
+    Ghahramani 2016, sec. 4.2); ``output_dropout`` acts on the pooled vector before the head.
     """
 
     name: Literal["classifier"] = "classifier"
@@ -48,37 +46,13 @@ class ClassifierConfig(Config):
     padding_idx: int | None = Field(
         0, ge=0, description="the pad id: its vector starts at zero, gets no gradient"
     )
-    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"
-    hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(1, gt=0)
-    bidirectional: bool = False
-    nonlinearity: Literal["tanh", "relu"] = "tanh"
-    dropout: float = Field(0.0, ge=0, lt=1)
     embedding_dropout: float = Field(0.0, ge=0, lt=1)
-    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
-    zoneout: float = Field(0.0, ge=0, lt=1)
     output_dropout: float = Field(0.0, ge=0, lt=1)
-    layer_norm: bool = False
-    init: str = "default"
     pooling: Literal["last", "mean", "max", "attention"] = "last"
     head: Literal["binary", "multiclass", "multilabel"] = "multiclass"
 
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, value: str) -> str:
-        check_encoder_options("lstm", init=value)
-        return value
-
     @model_validator(mode="after")
     def _options_fit_together(self) -> ClassifierConfig:
-        check_encoder_options(
-            self.cell,
-            nonlinearity=self.nonlinearity,
-            layer_norm=self.layer_norm,
-            recurrent_dropout=self.recurrent_dropout,
-            zoneout=self.zoneout,
-            init=self.init,
-        )
         if self.padding_idx is not None and self.padding_idx >= self.vocab_size:
             raise ValueError(
                 f"padding_idx={self.padding_idx} must be a token id below vocab_size={self.vocab_size}"
@@ -123,19 +97,7 @@ class SequenceClassifier(nn.Module):
         K = 2 if c.bidirectional else 1
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx)
         self.embedding_dropout = EmbeddingDropout(c.vocab_size, c.embedding_dropout)
-        self.encoder = build_encoder(
-            c.cell,
-            c.embedding_dim,
-            c.hidden_size,
-            c.num_layers,
-            c.bidirectional,
-            dropout=c.dropout,
-            nonlinearity=c.nonlinearity,
-            layer_norm=c.layer_norm,
-            recurrent_dropout=c.recurrent_dropout,
-            zoneout=c.zoneout,
-            init=c.init,
-        )
+        self.encoder = c.encoder(c.embedding_dim)
         self.pooling = Pooling(c.pooling, K * c.hidden_size, K)
         self.output_dropout = nn.Dropout(c.output_dropout)
         self.head = nn.Linear(K * c.hidden_size, 1 if c.head == "binary" else c.num_classes)

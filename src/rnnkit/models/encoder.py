@@ -1,6 +1,7 @@
-"""What the task models share: a recurrent encoder built from options, token checks, and pooling.
+"""What the task models share: the encoder's config keys, the encoder built from them, token checks, pooling.
 
     encoder = build_encoder("lstm", 128, 64, num_layers=2, bidirectional=True, dropout=0.3)
+    encoder = EncoderConfig(hidden_size=64, num_layers=2).encoder(128)   # the same, from a config
     out = encoder(x, lengths=lengths)                  # x (B, T, 128) -> outputs (B, T, 2 * 64)
     last = final_states(out.state, num_directions=2)   # (B, 2 * 64): each direction's final h
     pooled, weights = Pooling("attention", 128)(out, mask)   # (B, 128), weights (B, T)
@@ -12,12 +13,14 @@ which have none of those options).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 from torch import Tensor, nn
 
 from rnnkit.cells.init import check_init
+from rnnkit.config import Config
 from rnnkit.errors import ConfigError, DataError, ShapeError, unknown_name
 from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, RNNOutput
 
@@ -90,6 +93,82 @@ def build_encoder(
     if cell == "rnn":
         options["nonlinearity"] = nonlinearity
     return CELLS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
+
+
+class RecurrentConfig(Config):
+    """The recurrent layers every task model has: ``num_layers`` of one ``cell``, ``hidden_size`` wide.
+
+    Task configs inherit these keys, so they stay flat in YAML (``model: {cell: gru, hidden_size:
+    64}``); a task narrows a default, or the cells it takes, by declaring the field again.
+    ``layer_norm`` and ``init`` apply to the rnn, lstm and gru cells; the minimal cells (mingru,
+    minlstm) have no recurrent weights and refuse them.
+    """
+
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(1, gt=0)
+    layer_norm: bool = False
+    init: str = "default"
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        return check_init(value)
+
+    @model_validator(mode="after")
+    def _cell_takes_options(self) -> RecurrentConfig:
+        check_encoder_options(self.cell, **self.cell_options())
+        return self
+
+    def cell_options(self) -> dict[str, Any]:
+        """The options of :func:`build_encoder` that this config holds, and that the cell must take."""
+        return {"layer_norm": self.layer_norm, "init": self.init}
+
+    @model_serializer(mode="wrap")
+    def _name_first(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A task config's ``name`` leads its dump (config.yaml), before these inherited keys."""
+        data = handler(self)
+        if isinstance(data, dict) and "name" in data:
+            data = {"name": data.pop("name")} | data
+        return data
+
+
+class EncoderConfig(RecurrentConfig):
+    """:class:`RecurrentConfig` plus direction and the regularisers of a free-standing encoder.
+
+    ``dropout`` acts between stacked layers and is ignored when ``num_layers == 1`` (use
+    ``recurrent_dropout`` or ``zoneout`` there); ``nonlinearity`` applies to ``cell="rnn"`` only;
+    ``recurrent_dropout`` and ``zoneout`` to the rnn, lstm and gru cells.
+    """
+
+    bidirectional: bool = False
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    zoneout: float = Field(0.0, ge=0, lt=1)
+
+    def cell_options(self) -> dict[str, Any]:
+        options = super().cell_options()
+        return options | {
+            "nonlinearity": self.nonlinearity,
+            "recurrent_dropout": self.recurrent_dropout,
+            "zoneout": self.zoneout,
+        }
+
+    def encoder(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
+        """The recurrent layers these keys name, reading ``input_size`` features (D) a step.
+
+        ``bidirectional`` None follows the config (a seq2seq decoder passes False).
+        """
+        return build_encoder(
+            self.cell,
+            input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional if bidirectional is None else bidirectional,
+            dropout=self.dropout,
+            **self.cell_options(),
+        )
 
 
 def final_states(state: NamedTuple, num_directions: int) -> Tensor:

@@ -40,23 +40,21 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from rnnkit.cells.init import check_init
 from rnnkit.checks import check_lengths
-from rnnkit.config import Config
 from rnnkit.errors import ConfigError, ShapeError
-from rnnkit.models.encoder import build_encoder
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.forecast_heads import Bridge, Interval, RolloutHead, output_distribution
 from rnnkit.models.registry import register_model
 
 
-class ForecasterConfig(Config):
+class ForecasterConfig(EncoderConfig):
     """What a :class:`Forecaster` is built from; stored with a trained model so loading rebuilds it.
 
+    The encoder's keys (cell, hidden_size, num_layers, bidirectional, dropout, ...) are those of
+    :class:`rnnkit.models.encoder.EncoderConfig`; the cell is one of rnn, lstm and gru.
     ``input_size`` is derived (output_size + num_past + num_known) and only checked when given.
-    ``dropout`` acts between stacked layers and is ignored when ``num_layers == 1`` (use
-    ``recurrent_dropout`` or ``zoneout`` there); ``nonlinearity`` applies to ``cell="rnn"`` only;
-    ``loss`` to ``distribution="point"`` only; ``teacher_forcing`` to the recursive and seq2seq
-    strategies only.
+    ``loss`` applies to ``distribution="point"`` only; ``teacher_forcing`` to the recursive and
+    seq2seq strategies only.
     """
 
     name: Literal["forecaster"] = "forecaster"
@@ -72,14 +70,6 @@ class ForecasterConfig(Config):
     teacher_forcing: float = Field(1.0, ge=0, le=1, description="P(feed the true previous target)")
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     hidden_size: int = Field(64, gt=0)
-    num_layers: int = Field(1, gt=0)
-    bidirectional: bool = False
-    nonlinearity: Literal["tanh", "relu"] = "tanh"
-    dropout: float = Field(0.0, ge=0, lt=1)
-    layer_norm: bool = False
-    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
-    zoneout: float = Field(0.0, ge=0, lt=1)
-    init: str = "default"
     loss: Literal["mse", "mae"] = "mse"
     residual: bool = Field(False, description="direct: predict the change from the last observed targets")
 
@@ -87,11 +77,6 @@ class ForecasterConfig(Config):
     def num_features(self) -> int:
         """D, the columns of every input row."""
         return self.output_size + self.num_past + self.num_known
-
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, value: str) -> str:
-        return check_init(value)
 
     @field_validator("quantiles")
     @classmethod
@@ -106,11 +91,6 @@ class ForecasterConfig(Config):
 
     @model_validator(mode="after")
     def _options_fit_together(self) -> ForecasterConfig:
-        if self.nonlinearity != "tanh" and self.cell != "rnn":
-            raise ValueError(
-                f"nonlinearity={self.nonlinearity!r} applies to cell='rnn' only, got cell={self.cell!r}: "
-                "drop nonlinearity or set cell='rnn'"
-            )
         if self.input_size is not None and self.input_size != self.num_features:
             raise ValueError(
                 f"input_size={self.input_size} must equal output_size + num_past + num_known = "
@@ -173,33 +153,17 @@ class Forecaster(nn.Module):
         self.output = output_distribution(config.distribution, config.loss, config.quantiles)
         O, C, P = config.output_size, config.num_known, self.output.num_params
         step_size = O + C  # a rollout step reads [previous target, known covariates]
-        self.encoder = self._rnn(step_size if config.strategy == "recursive" else config.num_features)
+        self.encoder = config.encoder(step_size if config.strategy == "recursive" else config.num_features)
         if config.strategy == "direct":
             self.head = nn.Linear(self.encoder.output_size + config.horizon * C, config.horizon * O * P)
         else:
             self.head = RolloutHead(config.hidden_size, O, self.output, config.teacher_forcing)
         if config.strategy == "seq2seq":
-            self.decoder = self._rnn(step_size, bidirectional=False)
+            self.decoder = config.encoder(step_size, bidirectional=False)
             fields = len(self.encoder.state_type._fields)
             self.bridge = (
                 Bridge(fields, config.num_layers, config.hidden_size) if config.bidirectional else None
             )
-
-    def _rnn(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
-        c = self.config
-        return build_encoder(
-            c.cell,
-            input_size,
-            c.hidden_size,
-            c.num_layers,
-            c.bidirectional if bidirectional is None else bidirectional,
-            dropout=c.dropout,
-            nonlinearity=c.nonlinearity,
-            layer_norm=c.layer_norm,
-            recurrent_dropout=c.recurrent_dropout,
-            zoneout=c.zoneout,
-            init=c.init,
-        )
 
     def initial_state(self, batch_size: int) -> NamedTuple:
         """The encoder's starting state: fields (L*K, B, H), batch along dim 1."""

@@ -33,30 +33,32 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from rnnkit.checks import check_lengths
-from rnnkit.config import Config
 from rnnkit.errors import DataError, ShapeError, warn_user
 from rnnkit.functional.masking import lengths_to_mask
 from rnnkit.layers.recurrent import split_state, stack_states
 from rnnkit.layers.regularization import EmbeddingDropout, LockedDropout, weight_dropped
-from rnnkit.models.encoder import MINIMAL, build_encoder, check_encoder_options, check_tokens
+from rnnkit.models.encoder import MINIMAL, RecurrentConfig, build_encoder, check_tokens
 from rnnkit.models.registry import register_model
 
 IGNORE = -100  # the target cross_entropy skips
 
 
-class LanguageModelConfig(Config):
+class LanguageModelConfig(RecurrentConfig):
     """What a :class:`LanguageModel` is built from; stored with a trained model so loading rebuilds it.
 
-    ``vocab_size`` comes from the data. Every layer has ``hidden_size`` units; ``layer_norm`` and
-    ``init`` apply to the rnn, lstm and gru cells. The dropout rates are described in the module
-    docstring; all default to 0 (off). The embedding starts N(0, 1) (torch's default), not AWD-LSTM's
-    U(-0.1, 0.1), which was tuned for SGD at lr 30: with Adam, a 2-layer character model on English
-    text reached 2.6-2.9 validation bits per character after 200 steps instead of 3.6-4.1 (tied or
-    not); inputs that small leave the first layer's outputs nearly constant, and deeper layers stall.
+    ``vocab_size`` comes from the data. The recurrent keys (cell, hidden_size, num_layers,
+    layer_norm, init) are those of :class:`rnnkit.models.encoder.RecurrentConfig`; every layer has
+    ``hidden_size`` units. A language model reads left to right, so it takes no ``bidirectional``;
+    its dropout between layers is ``hidden_dropout`` (locked), not ``dropout``. The dropout rates
+    are described in the module docstring; all default to 0 (off). The embedding starts N(0, 1)
+    (torch's default), not AWD-LSTM's U(-0.1, 0.1), which was tuned for SGD at lr 30: with Adam, a
+    2-layer character model on English text reached 2.6-2.9 validation bits per character after
+    200 steps instead of 3.6-4.1 (tied or not); inputs that small leave the first layer's outputs
+    nearly constant, and deeper layers stall.
     """
 
     name: Literal["language_model"] = "language_model"
@@ -64,25 +66,15 @@ class LanguageModelConfig(Config):
     embedding_dim: int = Field(128, gt=0)
     hidden_size: int = Field(256, gt=0)
     num_layers: int = Field(2, gt=0)
-    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"
     tie_weights: bool = True
-    layer_norm: bool = False
-    init: str = "default"
     embedding_dropout: float = Field(0.0, ge=0, lt=1, description="drop whole words")
     input_dropout: float = Field(0.0, ge=0, lt=1, description="locked, on the embeddings")
     hidden_dropout: float = Field(0.0, ge=0, lt=1, description="locked, between layers")
     output_dropout: float = Field(0.0, ge=0, lt=1, description="locked, before the decoder")
     weight_drop: float = Field(0.0, ge=0, lt=1, description="DropConnect on weight_hh")
 
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, value: str) -> str:
-        check_encoder_options("lstm", init=value)
-        return value
-
     @model_validator(mode="after")
     def _options_fit_together(self) -> LanguageModelConfig:
-        check_encoder_options(self.cell, layer_norm=self.layer_norm, init=self.init)
         if self.weight_drop and self.cell in MINIMAL:
             raise ValueError(
                 f"weight_drop drops hidden-to-hidden weights, and cell={self.cell!r} has none: set "
@@ -118,8 +110,7 @@ class LanguageModel(nn.Module):
         self.hidden_dropout = LockedDropout(c.hidden_dropout)
         self.output_dropout = LockedDropout(c.output_dropout)
         self.layers = nn.ModuleList(
-            build_encoder(c.cell, E if i == 0 else H, H, layer_norm=c.layer_norm, init=c.init)
-            for i in range(c.num_layers)
+            build_encoder(c.cell, E if i == 0 else H, H, **c.cell_options()) for i in range(c.num_layers)
         )
         self.projection = nn.Linear(H, E, bias=False) if c.tie_weights and H != E else None
         self.decoder = nn.Linear(E if c.tie_weights else H, V)
