@@ -15,7 +15,7 @@ from rnnkit.cells import (
     RNNCell,
     RNNState,
 )
-from rnnkit.errors import ConfigError, DataError, DTypeError, RnnkitError, ShapeError
+from rnnkit.errors import ConfigError, DataError, DTypeError, RnnkitError, ShapeError, TrainingError
 from rnnkit.layers import (
     GRU,
     LSTM,
@@ -55,5 +55,6 @@ __all__ = [
     "ShapeError",
     "Stacked",
     "Streamer",
+    "TrainingError",
     "__version__",
 ]

@@ -87,20 +87,75 @@ class _MinimalRNN(nn.Module):
         return ", ".join([*parts, f"scan={self.scan!r}"])
 
 
-class MinGRU(_MinimalRNN):
-    """minGRU layers (Feng et al. 2024, sec. 3.1), batch first, with the options of torch.nn.GRU's shape.
+# Docstring blocks MinGRU and MinLSTM share, filled into each class's %(...)s fields by _shared_docs.
+_SHARED_DOCS = {
+    "where": """with g(v) = v + 0.5 for v >= 0 and sigmoid(v) below (appendix B.3), which keeps h_t positive
+    from a positive or zero start. x_t is the layer's input (the input for layer 0, the outputs of
+    the layer below for the others); h_0 is zeros or the state passed in. No gate reads h_(t-1), so
+    the projections of all steps are one matrix product and h_t = a_t h_(t-1) + b_t is a scan.""",
+    "args": """input_size: D, features per step of the input.
+        hidden_size: H, features in the hidden state (and in each direction's outputs).
+        num_layers: L, layers stacked, each reading the outputs of the one below.
+        bidirectional: K = 2: every layer also reads each sequence backwards, from its last real
+            step to its first; the two directions' outputs are concatenated.
+        dropout: on the outputs of every layer but the last, in training (warns with num_layers=1).
+        bias: learn the biases (``bias_ih``).
+        scan: "sequential" (an elementwise loop over time), "parallel" (the log-space scan,
+            Heinsen 2023) or "auto" (parallel on a GPU, sequential on CPU, where it is faster: see
+            benchmarks/README.md); settable later, ``layer.scan = "parallel"``.
+        residual: add each layer's input to its output where their sizes agree (Wu et al. 2016).""",
+    "io": """Inputs: x (B, T, D) in the weights' dtype, state=None, lengths=None
+        state: ``RNNState(h_0)`` or a bare tensor h_0, (L*K, B, H); None: zeros.
+        lengths: (B,) real steps per sequence, 1 <= length <= T: a list or a tensor on any
+            device, in any order. None: every sequence is T steps long.
 
-    Each unit: z = sigmoid(W_z x + b_z), h~ = g(W_h x + b_h), h' = (1 - z) h + z h~ (see
-    :class:`MinGRUCell`). No recurrent weights, so a sequence is one matrix product and a scan.
+    Outputs: RNNOutput(outputs, state)
+        outputs: (B, T, K*H), the top layer's h_t at every step (with K = 2, the forward
+            direction in the first H features); zero at padded steps (t >= length).
+        state: ``RNNState(h_n)``, (L*K, B, H): h after each sequence's last real step.""",
+    "attributes": """scan: the cells' scan, read and set as one.
+        state_type (RNNState), output_size (K*H), num_states (L*K).""",
+    "notes": """- State rows are in torch.nn.GRU's order: layer 0 forward, layer 0 backward, layer 1
+          forward, ...; the backward direction ends at step 0, so its final h is (without
+          ``residual``) ``outputs[:, 0, H:]``, and padded steps never change the state.
+        - The parallel scan works in log space: a given state with negative entries (log h_0 does
+          not exist), or with zeros that need a gradient, runs the sequential scan instead.
+        - Weights start at U(-1/sqrt(H), 1/sqrt(H)) like torch.nn's recurrent layers (the paper's
+          linear layers would draw U(-1/sqrt(D), 1/sqrt(D))). state_dict keys are rnnkit's own
+          (``stack.layers.0.cell.weight_ih``): torch.nn has no such layer to load them into.
+        - There is no layer_norm, recurrent_dropout, zoneout or learn_initial_state here.""",
+}
+
+
+def _shared_docs(cls: type) -> type:
+    cls.__doc__ %= _SHARED_DOCS
+    return cls
+
+
+@_shared_docs
+class MinGRU(_MinimalRNN):
+    """minGRU layers (Feng et al. 2024, sec. 3.1), batch first, with rnnkit.GRU's interface.
+
+    Each layer computes, at every step t::
+
+        z_t = sigmoid(W_z x_t + b_z)
+        h~_t = g(W_h x_t + b_h)
+        h_t = (1 - z_t) * h_(t-1) + z_t * h~_t
+
+    %(where)s
 
     Args:
-        input_size: D.  hidden_size: H.  num_layers: L.
-        bidirectional: K = 2, a backward layer reading each sequence from its last real step.
-        dropout: on the outputs of every layer but the last, in training.
-        bias: learn ``bias_ih``.
-        scan: "sequential", "parallel" (log space) or "auto" (parallel on a GPU, sequential on CPU,
-            where it is faster); settable later, ``layer.scan = "parallel"``.
-        residual: add each layer's input to its output where the sizes agree.
+        %(args)s
+
+    %(io)s
+
+    Attributes:
+        cells: the L*K :class:`MinGRUCell` in the state's row order, each with ``weight_ih``
+            (2H, D) for layer 0, (2H, K*H) above (z and h~ stacked), and ``bias_ih`` (2H,).
+        %(attributes)s
+
+    Notes:
+        %(notes)s
 
     Example:
         >>> gru = rnnkit.MinGRU(8, 32, num_layers=2, bidirectional=True)
@@ -111,11 +166,38 @@ class MinGRU(_MinimalRNN):
     cell_class = MinGRUCell
 
 
+@_shared_docs
 class MinLSTM(_MinimalRNN):
-    """minLSTM layers (Feng et al. 2024, sec. 3.2), batch first; arguments as :class:`MinGRU`.
+    """minLSTM layers (Feng et al. 2024, sec. 3.2), batch first, with rnnkit.GRU's interface.
 
-    Each unit: f, i = sigmoid(...), h~ = g(W_h x + b_h), h' = f/(f+i) h + i/(f+i) h~ (see
-    :class:`MinLSTMCell`). The state is ``RNNState(h)``: a minLSTM has no cell state.
+    Each layer computes, at every step t::
+
+        f_t = sigmoid(W_f x_t + b_f)
+        i_t = sigmoid(W_i x_t + b_i)
+        h~_t = g(W_h x_t + b_h)
+        h_t = f_t / (f_t + i_t) * h_(t-1) + i_t / (f_t + i_t) * h~_t
+
+    %(where)s
+    Unlike an LSTM there is no cell state and no output gate: the state is ``RNNState(h)``.
+
+    Args:
+        %(args)s
+
+    %(io)s
+
+    Attributes:
+        cells: the L*K :class:`MinLSTMCell` in the state's row order, each with ``weight_ih``
+            (3H, D) for layer 0, (3H, K*H) above (f, i and h~ stacked), and ``bias_ih`` (3H,).
+        %(attributes)s
+
+    Notes:
+        %(notes)s
+
+    Example:
+        >>> lstm = rnnkit.MinLSTM(8, 32, num_layers=2, scan="sequential")
+        >>> out = lstm(torch.randn(4, 10, 8))
+        >>> out.outputs.shape, out.state.h.shape    # (4, 10, 32), (2, 4, 32)
+        >>> lstm.scan = "parallel"                  # the same numbers, up to rounding
     """
 
     cell_class = MinLSTMCell
