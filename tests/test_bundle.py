@@ -289,7 +289,9 @@ def test_load_a_bundle_from_a_newer_rnnkit(tmp_path):
 def test_load_a_damaged_bundle_json(tmp_path, text):
     path = saved(tmp_path)
     (path / "bundle.json").write_text(text)
-    with pytest.raises(DataError, match=r"bundle.json (does not hold a JSON object|has no integer format)"):
+    with pytest.raises(
+        DataError, match=r"bundle.json (does not hold a JSON object|has no valid format_version)"
+    ):
         load_bundle(path)
 
 

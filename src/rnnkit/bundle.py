@@ -101,6 +101,13 @@ def load_bundle(path: str | Path, device: torch.device | str | None = None) -> B
     return Bundle(path, config, model, _read_json(path, PREPROCESSING), _read_json(path, METRICS), info)
 
 
+def read_bundle_config(path: str | Path) -> dict[str, Any]:
+    """config.yaml of a complete bundle this rnnkit can read (no model is built)."""
+    path = Path(path)
+    _read_info(path)
+    return read_yaml(path / CONFIG)
+
+
 def describe_bundle(path: str | Path) -> dict[str, Any]:
     """bundle.json plus model config, metrics, preprocessing keys and file sizes; builds no model."""
     path = Path(path)
@@ -187,8 +194,8 @@ def _read_info(path: Path) -> dict[str, Any]:
         raise DataError(f"{path} is not an rnnkit bundle (no {INFO}); pass a directory save_bundle wrote")
     info = _read_json(path, INFO)
     version = info.get("format_version")
-    if not isinstance(version, int):
-        raise DataError(f"{path / INFO} has no integer format_version ({version!r}); save it again")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{path / INFO} has no valid format_version ({version!r}); save the bundle again")
     if version > BUNDLE_FORMAT:
         newer = f"made by a newer rnnkit ({info.get('rnnkit_version')}); this one reads {BUNDLE_FORMAT}"
         raise DataError(f"{path} has bundle format {version}, {newer}: upgrade rnnkit")

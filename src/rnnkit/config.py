@@ -91,18 +91,44 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
-    """cls(**data), with pydantic's errors turned into one ConfigError that names each key."""
+def validate(
+    cls: type[C],
+    data: Mapping[str, Any],
+    source: str = "config",
+    overrides: Iterable[str] = (),
+    prefix: str = "",
+) -> C:
+    """cls(**data), with pydantic's errors turned into one ConfigError that names each key
+    (``prefix`` + key) and where it came from: ``source``, or the override that set it."""
     try:
         return cls.model_validate(dict(data))
     except pydantic.ValidationError as error:
-        lines = list(dict.fromkeys(_describe(cls, e) for e in error.errors()))
-        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+        lines: dict[str, list[str]] = {}
+        for e in error.errors():
+            key, message = _describe(cls, e, prefix)
+            lines.setdefault(origin(key, source, overrides), []).append(message)
+        raise ConfigError(
+            "; ".join(f"{origin}: " + "; ".join(dict.fromkeys(found)) for origin, found in lines.items())
+        ) from None
+
+
+def origin(key: str, source: str, overrides: Iterable[str]) -> str:
+    """Where the value at dotted ``key`` came from: the override that set it, else ``source``. For a
+    whole section (``key`` ends with "."), the overrides inside it are named beside ``source``."""
+    overrides = list(overrides)
+    keys = [".".join(parse_override(text)[0]) for text in overrides]
+    for k, text in zip(keys, overrides, strict=True):
+        if key == k or key.startswith(k + "."):
+            return f"override {text!r}"
+    section = key if key.endswith(".") else key + "."
+    inside = [text for k, text in zip(keys, overrides, strict=True) if k.startswith(section)]
+    return f"{source} with override(s) {', '.join(map(repr, inside))}" if inside else source
 
 
 def load_config(cls: type[C], path: str | Path, overrides: Iterable[str] = ()) -> C:
     """Read YAML, apply dotted overrides, validate."""
-    return validate(cls, apply_overrides(read_yaml(path), overrides), source=str(path))
+    overrides = list(overrides)
+    return validate(cls, apply_overrides(read_yaml(path), overrides), str(path), overrides)
 
 
 def dump_yaml(config: pydantic.BaseModel, path: str | Path) -> Path:
@@ -115,21 +141,23 @@ def dump_yaml(config: pydantic.BaseModel, path: str | Path) -> Path:
 _BRANCHES = re.compile(r"^(int|float|str|bool|none|list|dict|tuple|literal|function-\w+)(\[.*\])?$")
 
 
-def _describe(cls: type[pydantic.BaseModel], error: dict) -> str:
+def _describe(cls: type[pydantic.BaseModel], error: dict, prefix: str = "") -> tuple[str, str]:
+    """(the dotted key, a message naming it) for one pydantic error."""
     loc = [str(p) for p in _key_path(cls, error["loc"]) if not _BRANCHES.match(str(p))]  # no union branches
-    key = ".".join(loc)
+    key = prefix + ".".join(loc)
     if error["type"] == "extra_forbidden":
         valid = _fields_at(cls, error["loc"][:-1])
         near = difflib.get_close_matches(loc[-1], valid, n=1)
-        hint = f"; did you mean {'.'.join([*loc[:-1], near[0]])!r}?" if near else f"; valid keys: {valid}"
-        return f"unknown key {key!r}{hint}"
+        nearest = prefix + ".".join([*loc[:-1], near[0]]) if near else ""
+        hint = f"; did you mean {nearest!r}?" if near else f"; valid keys: {valid}"
+        return key, f"unknown key {key!r}{hint}"
     if error["type"] == "missing":
-        return f"missing key {key!r}"
+        return key, f"missing key {key!r}"
     message = error["msg"].removeprefix("Value error, ")
-    if not key:
-        return message
+    if not loc:
+        return key, message
     got = error.get("input")
-    return f"{key}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+    return key, f"{key}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def _key_path(cls: type[pydantic.BaseModel], loc: tuple) -> list:
@@ -186,3 +214,25 @@ def _config_class(annotation: Any) -> Any:
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def describe_keys(cls: type[pydantic.BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, description) for every key of ``cls``, nested configs expanded."""
+    rows = []
+    for name, field in cls.model_fields.items():
+        key = prefix + name
+        nested = _config_class(field.annotation)
+        if isinstance(nested, type) and issubclass(nested, pydantic.BaseModel):
+            rows += describe_keys(nested, key + ".")
+            continue
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        rows.append((key, _type_name(field.annotation), default, field.description or ""))
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "")
+    text = re.sub(r"^Optional\[(.*)\]$", r"\1 | None", text)
+    text = re.sub(r"Literal\[([^\]]*)\]", lambda m: m.group(1).replace("'", "").replace(", ", "|"), text)
+    return re.sub(r"\b(?:[a-z_]+\.)+([A-Za-z_]+)", r"\1", text)  # drop module paths

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -84,8 +85,11 @@ def sample_next(
     top_p: float | None = None,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    banned: Sequence[int] = (),
 ) -> Tensor:
     """Next token ids (B,) from the logits (B, V) of the last step.
+
+    ``banned`` ids are never chosen (e.g. ``<unk>`` and ``<pad>`` when generating text).
 
     Greedy (``greedy=True`` or ``temperature=0``) takes the argmax, the lower id on ties. Otherwise
     the logits are divided by the temperature, then filtered by top-k, then by top-p (on the
@@ -95,6 +99,9 @@ def sample_next(
     _check_sampling(temperature, top_k, top_p)
     if logits.dim() != 2:
         raise ShapeError(f"logits must be (B, V); got shape {tuple(logits.shape)}: pass logits[:, -1]")
+    if banned:
+        index = torch.as_tensor(list(banned), device=logits.device)
+        logits = logits.index_fill(-1, index, float("-inf"))
     if greedy or temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.to(_float(logits.dtype))
@@ -119,6 +126,7 @@ def generate(
     eos_id: int | None = None,
     seed: int | None = None,
     state: Any = None,
+    banned: Sequence[int] = (),
 ) -> Generation:
     """Up to ``max_tokens`` new ids after ``prompt`` (T,) or (B, T), each row sampled on its own.
 
@@ -144,7 +152,9 @@ def generate(
         generator.seed()  # a fresh seed from the OS, not from the global RNG
     else:
         generator.manual_seed(seed)
-    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator)
+    options = dict(
+        temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator, banned=banned
+    )
     was_training = model.training
     model.eval()
     try:
@@ -168,8 +178,10 @@ def generate_text(
     greedy: bool = False,
     eos_id: int | None = None,
     seed: int | None = None,
+    banned: Sequence[int] = (),
 ) -> str:
-    """The text that follows ``prompt`` (the continuation only, up to and without ``eos_id``)."""
+    """The text that follows ``prompt`` (the continuation only, up to and without ``eos_id``);
+    ``banned`` ids are never generated."""
     ids = codec.encode(prompt)
     if len(ids) == 0:
         raise DataError(f"the prompt {prompt!r} encodes to no tokens; give a prompt with some text")
@@ -183,6 +195,7 @@ def generate_text(
         greedy=greedy,
         eos_id=eos_id,
         seed=seed,
+        banned=banned,
     )
     new = out.tokens.tolist()
     if eos_id is not None and eos_id in new:

@@ -1,14 +1,18 @@
 """The ``rnnkit`` command: the only code that reads argv, prints summaries and sets exit codes.
 
-User errors (bad config, missing file, bad data) print one line and exit with 2; ``--debug``
-shows the traceback instead.
+Each command parses its arguments, makes one call (a run, or one verb of ``rnnkit.load(...)``) and
+prints what it returns. User errors (bad config, missing file, bad data) print one line and exit
+with 2; Ctrl-C prints what was saved and exits with 130; a closed pipe (``| head``) ends quietly.
+``--debug``, before or after the command, shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from rnnkit import __version__
@@ -16,76 +20,82 @@ from rnnkit.errors import RnnkitError
 
 
 def _parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser(
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=description or help, parents=[debug])
+
+    train = command(
         "train",
-        help="train from a YAML config",
-        description=(
-            "Train from a YAML config; key=value arguments override it (train.lr=3e-4 style). "
-            "Run under torchrun for several processes: torchrun --nproc_per_node=2 -m rnnkit train CONFIG"
-        ),
+        "train from a YAML config",
+        "Train from a YAML config; KEY=VALUE arguments override it (e.g. train.optimizer.lr=3e-4; "
+        "`rnnkit config TASK` lists every key). Several processes: "
+        "torchrun --nproc_per_node=2 -m rnnkit train CONFIG",
     )
-    train.add_argument("config", type=Path, help="YAML file, e.g. configs/sine.yaml")
+    train.add_argument("config", type=Path, help="YAML file, e.g. configs/seattle_weather.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=5")
     train.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=5"
+        "--overwrite", action="store_true", help="replace a run already in out_dir (default: write out_dir-2)"
     )
 
-    resume = commands.add_parser(
-        "resume",
-        help="continue a run from its last checkpoint",
-        description="Continue RUN_DIR from checkpoints/last.pt with its config.yaml.",
-    )
+    resume = command("resume", "continue a run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
 
-    evaluate = commands.add_parser(
+    config = command("config", "list every config key of a task with its type, default and description")
+    config.add_argument("task", help="forecast, classify, language_model, or a registered task")
+
+    evaluate = command(
         "evaluate",
-        help="evaluate a bundle on its test part or on a file",
-        description="Metrics of the model beside the baselines on the test part of "
-        "the training data, or on all of --data.",
+        "evaluate a bundle on its test part or on a file",
+        "Metrics of the model beside the baselines on the test part of the training data, or on "
+        "all of --data (a forecaster backtests from the first step with a full lookback).",
     )
     evaluate.add_argument("bundle", type=Path)
     evaluate.add_argument(
-        "--data",
-        type=Path,
-        help="data laid out as the training data: a table with the same columns (forecasting, text "
-        "classification), a folder per class, or a plain-text file (language models)",
+        "--data", type=Path, help="a file laid out as the training data (same columns, folder layout or text)"
     )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
-    forecast = commands.add_parser(
+    forecast = command(
         "forecast",
-        help="forecast past the end of a file",
-        description="Write the next steps after the end of every series in --input "
-        "as CSV (with interval bounds for probabilistic models) and a plot.",
+        "forecast past the end of a file",
+        "Write the next steps after the end of every series in --input as CSV (with interval "
+        "bounds for probabilistic models) and optionally a plot.",
     )
     forecast.add_argument("bundle", type=Path)
     forecast.add_argument("--input", type=Path, required=True, help="history in the training data's columns")
     forecast.add_argument("--horizon", type=int, default=None, help="steps ahead (default: the model's)")
+    forecast.add_argument("--level", type=float, default=0.8, help="interval level (default: 0.8)")
+    forecast.add_argument(
+        "--missing",
+        choices=["error", "ffill", "interpolate", "zero"],
+        help="fill holes in --input (default: the training config's data.missing)",
+    )
     forecast.add_argument("--output", type=Path, default=None, help="CSV path (default: print to stdout)")
     forecast.add_argument("--plot", type=Path, default=None, help="PNG of history and forecast")
 
-    predict = commands.add_parser(
+    predict = command(
         "predict",
-        help="predict with a bundle: forecasts, or labels of texts",
-        description="Forecasting bundles: the same as forecast with the model's horizon, from INPUT. "
-        "Classifier bundles: the label of each text given with --text, or of each line of INPUT, "
-        "or of each line of standard input.",
+        "predict with a bundle: forecasts, labels of texts, ...",
+        "What the bundle's task predicts: forecasters, the forecast at the model's horizon from INPUT "
+        "(a table); classifiers, the label of each --text, of each text in INPUT (a .csv/.tsv/.jsonl "
+        "table's text column, or a text file's lines), or of each line of standard input.",
     )
     predict.add_argument("bundle", type=Path)
-    predict.add_argument("input", type=Path, nargs="?", help="a table (forecasting) or a text file")
+    predict.add_argument("input", type=Path, nargs="?", help="a table or a text file")
     predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    predict.add_argument(
-        "--json", action="store_true", help="print JSON lines with every class's probability"
-    )
+    predict.add_argument("--json", action="store_true", help="JSON lines with every class's probability")
 
-    generate = commands.add_parser(
+    generate = command(
         "generate",
-        help="continue a prompt with a language-model bundle",
-        description="Generate up to --max-tokens tokens after --prompt, token by token with the state "
-        "carried; greedy, or sampled with temperature, top-k and top-p.",
+        "continue a prompt with a language-model bundle",
+        "Generate up to --max-tokens tokens after --prompt, token by token with the state carried; "
+        "greedy, or sampled with temperature, top-k and top-p.",
     )
     generate.add_argument("bundle", type=Path)
     generate.add_argument("--prompt", required=True, help='the text to continue, e.g. "The cat sat on the"')
@@ -97,195 +107,154 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=None, help="for repeatable samples")
     generate.add_argument("--samples", type=int, default=1, help="how many continuations")
 
-    info = commands.add_parser("info", help="describe a bundle")
+    info = command("info", "describe a bundle: task, verbs, model config, metrics, files")
     info.add_argument("bundle", type=Path)
-
-    sine = commands.add_parser("sine", help="train the seeds' sine-wave example and write plots")
-    sine.add_argument("--out", default="runs/sine", help="output directory (default: runs/sine)")
-    sine.add_argument("--epochs", type=int, default=200)
-    sine.add_argument("--lr", type=float, default=0.01)
-    sine.add_argument("--seed", type=int, default=0)
-    sine.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    warnings.formatwarning = _one_line
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()
     except RnnkitError as error:
         if args.debug:
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        if args.debug:
+            raise
+        print(f"\nrnnkit: {error or 'interrupted'}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 
-def _train(args) -> None:
-    from rnnkit.train.job import load_run_config, train_run
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"rnnkit: warning: {message}\n"
 
-    train_run(load_run_config(args.config, args.overrides))
+
+def _train(args) -> None:
+    from rnnkit.run import load_run_config, train_run
+
+    train_run(load_run_config(args.config, args.overrides), overwrite=args.overwrite)
 
 
 def _resume(args) -> None:
-    from rnnkit.train.job import load_run_config, train_run
+    from rnnkit.run import load_run_config, train_run
 
     config = load_run_config(args.run_dir / "config.yaml")
     config.out_dir = str(args.run_dir)
     train_run(config, resume=True)
 
 
+def _config(args) -> None:
+    from rnnkit.config import describe_keys
+    from rnnkit.models import config_class
+    from rnnkit.run import run_config_type
+    from rnnkit.tasks import get_task
+
+    task = get_task(args.task)
+    rows = [row for row in describe_keys(run_config_type(task)) if not row[0].startswith("model")]
+    fixed = {*task.model_keys(task.data_config.model_construct(), None).fixed, *task.fitted_keys}
+    model = [
+        (key, kind, "(set by the data)" if key[6:] in fixed else default, text)
+        for key, kind, default, text in describe_keys(config_class(task.default_model), "model.")
+    ]
+    rows += [(k, t, repr(task.default_model), "a registered model") if k == "model.name" else (k, t, d, x)
+             for k, t, d, x in model]  # fmt: skip
+    rows = [row for row in rows if row[0] != "data.kind"]  # the task sets it
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print(f"keys of a {task.name!r} run config (override any as KEY=VALUE after the config file):")
+    for key, kind, default, text in rows:
+        line = f"  {key:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {text}"
+        print(line.rstrip())
+
+
 def _evaluate(args) -> None:
-    from rnnkit.bundle import load_bundle
-    from rnnkit.tasks import TASKS
+    import rnnkit
 
-    bundle = load_bundle(args.bundle)
-    task = TASKS[bundle.config["task"]]
-    prepared = task.prepare_file(task.DataConfig(**bundle.config["data"]), bundle.preprocessing, args.data)
-    print(task.metrics_table(task.evaluate(bundle.model, prepared)))
+    report = rnnkit.load(args.bundle).evaluate(args.data)
+    print(json.dumps(report, indent=2) if args.json else report)
 
 
-def _forecast(args, bundle=None) -> None:
-    from rnnkit import plots
-    from rnnkit.bundle import load_bundle
-    from rnnkit.data.tables import read_table
-    from rnnkit.tasks import TASKS
+def _forecast(args) -> None:
+    import rnnkit
 
-    bundle = bundle or load_bundle(args.bundle)
-    if bundle.config["task"] != "forecast":
-        raise RnnkitError(f"forecast needs a forecasting bundle; {args.bundle} is {bundle.config['task']!r}")
-    task = TASKS[bundle.config["task"]]
-    config = task.DataConfig(**bundle.config["data"])
-    frame = read_table(args.input)
-    table = task.forecast_frame(bundle.model, frame, config, bundle.preprocessing, args.horizon)
+    predictor = rnnkit.load(args.bundle)
+    table = predictor.forecast(args.input, horizon=args.horizon, level=args.level, missing=args.missing)
     if args.output is None:
         print(table.to_csv(index=False), end="")
     else:
         table.to_csv(args.output, index=False)
         print(f"wrote {len(table)} forecasts to {args.output}")
     if args.plot is not None:
-        target, time = config.targets[0], config.time_column
-        history = frame.tail(3 * bundle.preprocessing["lookback"])
-        x_hist = _times(history[time]) if time else history.index
-        x = table["time"] if time else range(len(frame), len(frame) + len(table))
-        band = (table[f"{target}_lower"], table[f"{target}_upper"]) if f"{target}_lower" in table else None
-        plots.plot_forecast(
-            (x_hist, history[target]),
-            None,
-            {"forecast": table[target]},
-            x,
-            args.plot,
-            band=band,
-            band_label="80% interval",
-            title=f"{target}: forecast",
-            ylabel=target,
-        )
-        print(f"wrote {args.plot}")
-
-
-def _times(values):
-    import pandas as pd
-
-    return pd.to_datetime(values)
+        print(f"wrote {predictor.plot(args.input, table, args.plot, level=args.level)}")
 
 
 def _predict(args) -> None:
-    from rnnkit.bundle import load_bundle
+    import rnnkit
 
-    bundle = load_bundle(args.bundle)
-    task = bundle.config["task"]
-    if task == "forecast":
-        if args.input is None or args.text:
-            raise RnnkitError("a forecasting bundle predicts from a table: rnnkit predict BUNDLE FILE")
-        args.horizon, args.output, args.plot = None, None, None
-        _forecast(args, bundle)
+    predictor = rnnkit.load(args.bundle)
+    inputs = args.text or (args.input if args.input is not None else _stdin_lines())
+    results = predictor.predict(inputs)
+    if hasattr(results, "to_csv"):  # a table, e.g. a forecast
+        print(results.to_csv(index=False), end="")
         return
-    if task != "classify":
-        raise RnnkitError(f"predict serves forecasting and classifier bundles; for {task!r} use generate")
-    from rnnkit.tasks.classify import predict_texts
-
-    texts = args.text or _read_lines(args.input)
-    for text, result in zip(texts, predict_texts(bundle.model, texts, bundle.preprocessing), strict=True):
-        if args.json:
-            print(json.dumps({"text": text, **result}))
+    for result in results:
+        if args.json or not isinstance(result, dict) or "label" not in result:
+            print(json.dumps(result, default=str))
         else:
             label = "|".join(result["label"]) if isinstance(result["label"], list) else result["label"]
-            print(f"{label}\t{result['probability']:.3f}\t{text}")
+            print(f"{label}\t{result['probability']:.3f}\t{result.get('text', '')}")
 
 
-def _read_lines(path: Path | None) -> list[str]:
-    """Texts, one per line, from ``path`` or standard input; blank lines are skipped."""
-    if path is None:
-        if sys.stdin.isatty():
-            raise RnnkitError("no text: give --text TEXT, a file of texts, or pipe texts to standard input")
-        raw = sys.stdin.buffer.read()
-        where = "standard input"
-    else:
-        if not path.is_file():
-            raise RnnkitError(f"{path} is not a file")
-        raw, where = path.read_bytes(), str(path)
+def _stdin_lines() -> list[str]:
+    """Texts, one per non-blank line, from standard input."""
+    if sys.stdin.isatty():
+        raise RnnkitError("no text: give --text TEXT, a file of texts, or pipe texts to standard input")
+    raw = sys.stdin.buffer.read()
     try:
-        content = raw.decode("utf-8")
+        texts = [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as error:
         raise RnnkitError(
-            f"{where} is not UTF-8 (byte {error.start}: {raw[error.start : error.start + 1]!r}); "
+            f"standard input is not UTF-8 (byte {error.start}: {raw[error.start : error.start + 1]!r}); "
             "convert it, e.g. iconv -f latin1 -t utf-8"
         ) from None
-    texts = [line.strip() for line in content.splitlines() if line.strip()]
     if not texts:
-        raise RnnkitError(f"{where} holds no text")
+        raise RnnkitError("standard input holds no text")
     return texts
 
 
 def _generate(args) -> None:
-    from rnnkit.bundle import load_bundle
-    from rnnkit.data.vocab import TextCodec
-    from rnnkit.decoding import generate_text
+    import rnnkit
 
-    bundle = load_bundle(args.bundle)
-    if bundle.config["task"] != "language_model":
-        raise RnnkitError(
-            f"generate needs a language-model bundle; {args.bundle} is {bundle.config['task']!r}"
-        )
-    codec = TextCodec.from_state(bundle.preprocessing["codec"])
+    predictor = rnnkit.load(args.bundle)
     for i in range(args.samples):
         seed = None if args.seed is None else args.seed + i
-        text = generate_text(
-            bundle.model,
-            codec,
-            args.prompt,
-            args.max_tokens,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            greedy=args.greedy,
-            seed=seed,
-        )
-        joiner = " " if codec.level == "word" and text and not text[0].isspace() else ""
-        print(args.prompt + joiner + text)
+        options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
+        print(predictor.generate(args.prompt, args.max_tokens, seed=seed, **options))
 
 
 def _info(args) -> None:
-    from rnnkit.bundle import describe_bundle
+    import rnnkit
 
-    print(json.dumps(describe_bundle(args.bundle), indent=2, default=str))
-
-
-def _sine(args) -> None:
-    from rnnkit.cli import sine
-
-    sine.run(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed, device=args.device)
+    print(json.dumps(rnnkit.load(args.bundle).describe(), indent=2, default=str))
 
 
 COMMANDS = {
     "train": _train,
     "resume": _resume,
+    "config": _config,
     "evaluate": _evaluate,
     "forecast": _forecast,
     "predict": _predict,
     "generate": _generate,
     "info": _info,
-    "sine": _sine,
 }
 
 

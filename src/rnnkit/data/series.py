@@ -55,9 +55,14 @@ class Series:
 
 
 def load_series(
-    frame: pd.DataFrame, columns: Columns, calendar: tuple[str, ...] = (), missing: str = "error"
+    frame: pd.DataFrame,
+    columns: Columns,
+    calendar: tuple[str, ...] = (),
+    missing: str = "error",
+    missing_option: str = "data.missing",
 ) -> list[Series]:
-    """Check and split a table into its series (one per id). Errors name the rows and the fix."""
+    """Check and split a table into its series (one per id). Errors name the rows and the fix
+    (``missing_option`` is where the caller sets the missing-value policy)."""
     used = [c for c in (columns.time, columns.id) if c] + [*columns.targets, *columns.past, *columns.known]
     require_columns(frame, used, source="the data")
     if calendar and columns.time is None:
@@ -69,7 +74,7 @@ def load_series(
     if columns.time:
         frame[columns.time] = _parse_times(frame[columns.time], columns.time)
     groups = frame.groupby(columns.id, sort=False) if columns.id else [("series", frame)]
-    return [_one_series(str(key), part, columns, calendar, missing) for key, part in groups]
+    return [_one_series(str(key), part, columns, calendar, missing, missing_option) for key, part in groups]
 
 
 def _parse_times(values: pd.Series, name: str) -> pd.Series:
@@ -82,14 +87,16 @@ def _parse_times(values: pd.Series, name: str) -> pd.Series:
     return times
 
 
-def _one_series(key: str, part: pd.DataFrame, columns: Columns, calendar, missing: str) -> Series:
+def _one_series(
+    key: str, part: pd.DataFrame, columns: Columns, calendar, missing: str, option: str
+) -> Series:
     where = "" if columns.id is None else f" of series {key!r}"
     times = None
     if columns.time:
         times = pd.DatetimeIndex(part[columns.time])
         _check_times(times, part.index, where)
     values = part[[*columns.targets, *columns.past, *columns.known]].apply(pd.to_numeric, errors="coerce")
-    values = _fill(values, missing, where)
+    values = _fill(values, missing, where, option)
     n_t, n_p = len(columns.targets), len(columns.past)
     array = values.to_numpy(np.float32)
     known = array[:, n_t + n_p :]
@@ -141,7 +148,7 @@ def _check_times(times: pd.DatetimeIndex, rows: pd.Index, where: str) -> None:
             )
 
 
-def _fill(values: pd.DataFrame, missing: str, where: str) -> pd.DataFrame:
+def _fill(values: pd.DataFrame, missing: str, where: str, option: str) -> pd.DataFrame:
     if missing not in FILLS:
         raise DataError(f"unknown missing-value policy {missing!r}; expected one of {list(FILLS)}")
     holes = values.isna()
@@ -152,7 +159,7 @@ def _fill(values: pd.DataFrame, missing: str, where: str) -> pd.DataFrame:
         cols = [c for c in values.columns if holes[c].any()]
         raise DataError(
             f"missing or non-numeric values{where} in {cols} on rows {(values.index[rows[:5]] + 1).tolist()}"
-            f" ({rows.size} rows); set data.missing to one of {list(FILLS[1:])} or clean the data"
+            f" ({rows.size} rows); set {option} to one of {list(FILLS[1:])} or clean the data"
         )
     if missing == "zero":
         return values.fillna(0.0)

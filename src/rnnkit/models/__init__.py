@@ -6,7 +6,7 @@ Importing this package registers every built-in model ("forecaster", "classifier
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
-from rnnkit.models.registry import build_model, model_config, model_names, register_model
+from rnnkit.models.registry import build_model, config_class, model_config, model_names, register_model
 
 __all__ = [
     "ClassifierConfig",
@@ -17,6 +17,7 @@ __all__ = [
     "LanguageModelConfig",
     "SequenceClassifier",
     "build_model",
+    "config_class",
     "model_config",
     "model_names",
     "register_model",

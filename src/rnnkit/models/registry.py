@@ -38,6 +38,13 @@ def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
+def config_class(name: object) -> type[Config]:
+    """The config class registered for the model ``name``."""
+    if name not in _MODELS:
+        raise unknown_name("model", name, _MODELS)
+    return _MODELS[name][0]
+
+
 def model_config(data: Mapping[str, Any] | Config) -> Config:
     """Validate a model config (a mapping with a ``name`` key, or a config object)."""
     if isinstance(data, Config):

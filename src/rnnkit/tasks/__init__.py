@@ -1,13 +1,62 @@
 """Tasks: a data pipeline, a model and a way to judge it, for one kind of problem.
 
-A task module offers ``DataConfig``, ``DEFAULT_MODEL``, ``prepare``, ``model_defaults``, ``evaluate``,
-``metrics_table`` and ``write_plots``; text tasks add ``model_fixed`` (what the fitted data fixes in
-the model config, e.g. the vocabulary size).
+Every task is a :class:`Task` registered under its name. The built-in ones are imported when first
+asked for (so ``rnnkit predict`` on a classifier never imports forecasting code); a package can add
+its own with :func:`register_task`, or by an entry point in the ``rnnkit.tasks`` group that names
+a module registering it (found when a config or bundle asks for that name).
 """
 
-from rnnkit.tasks import classify, forecast, language
-from rnnkit.tasks.base import Prepared
+from __future__ import annotations
 
-TASKS = {"forecast": forecast, "classify": classify, "language_model": language}
+import importlib
+from importlib.metadata import entry_points
 
-__all__ = ["TASKS", "Prepared", "classify", "forecast", "language"]
+from rnnkit.errors import ConfigError, unknown_name
+from rnnkit.tasks.base import ModelKeys, Predictor, Prepared, Report, Task
+
+_BUILT_IN = {
+    "forecast": "rnnkit.tasks.forecast",
+    "classify": "rnnkit.tasks.classify",
+    "language_model": "rnnkit.tasks.language",
+}
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` available under ``task.name`` to configs, bundles, the CLI and ``rnnkit.load``."""
+    if not isinstance(task, Task):
+        raise ConfigError(f"register_task takes a Task instance, got {task!r}")
+    known = _TASKS.get(task.name)
+    if known is not None and type(known) is not type(task):
+        raise ConfigError(f"task name {task.name!r} is already registered to {type(known).__name__}")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: object) -> Task:
+    """The task registered as ``name``, importing a built-in or entry-point task on first use."""
+    if isinstance(name, str) and name not in _TASKS:
+        if name in _BUILT_IN:
+            importlib.import_module(_BUILT_IN[name])
+        else:
+            for point in entry_points(group="rnnkit.tasks", name=name):
+                point.load()
+    if name not in _TASKS:
+        raise unknown_name("task", name, task_names())
+    return _TASKS[name]
+
+
+def task_names() -> list[str]:
+    return sorted({*_BUILT_IN, *_TASKS, *(p.name for p in entry_points(group="rnnkit.tasks"))})
+
+
+__all__ = [
+    "ModelKeys",
+    "Predictor",
+    "Prepared",
+    "Report",
+    "Task",
+    "get_task",
+    "register_task",
+    "task_names",
+]

@@ -1,26 +1,174 @@
-"""What a task is: how its data becomes datasets, and how its model is judged and used.
+"""What a task is: one kind of problem, from a file on disk to a trained model and its use.
 
-A task sits between the data and models it combines and the trainer and CLI that run it.
+A task names its data config, turns data into datasets (``prepare``), says which model keys the
+data fixes, judges a trained model beside baselines (``evaluate``), draws its plots, and hands out a
+:class:`Predictor` with the verbs it supports. The run wiring (:mod:`rnnkit.run`) and the CLI know
+only this contract; adding a task is one subclass and one :func:`rnnkit.tasks.register_task` call::
+
+    class Echo(Task[EchoData, Prepared]):
+        name, data_config, default_model = "echo", EchoData, "echo_model"
+        def prepare(self, config, preprocessing=None, path=None, batch_size=32): ...
+        def evaluate(self, model, prepared): ...
+
+    register_task(Echo())
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from torch.utils.data import Dataset
+from rnnkit.config import Config
+from rnnkit.errors import RnnkitError
 
-from rnnkit.data import stack_pairs
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from rnnkit.bundle import Bundle
 
 
-@dataclass
+def _stack_pairs(batch):
+    from rnnkit.data import stack_pairs
+
+    return stack_pairs(batch)
+
+
+@dataclass(kw_only=True)
 class Prepared:
-    """Datasets for one run, the preprocessing state to save, and what evaluation needs beside."""
+    """Datasets for one run and the preprocessing state a bundle keeps; tasks subclass it with the
+    typed state their evaluation and plots need."""
 
-    train: Dataset
+    train: Dataset | None
     validation: Dataset | None
     test: Dataset | None
     preprocessing: dict[str, Any]
-    collate: Callable = stack_pairs
-    extra: dict[str, Any] = field(default_factory=dict)
+    collate: Callable = _stack_pairs
+    part: str = field(default="test part", repr=False)  # what ``test`` holds, said in reports
+
+
+@dataclass(frozen=True)
+class ModelKeys:
+    """Model config keys a task sets: ``fixed`` ones the user may not change, ``suggested`` defaults."""
+
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    suggested: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Report(dict):
+    """Evaluation metrics (a plain dict, JSON-ready) that print as the task's table."""
+
+    def __init__(self, metrics: Mapping[str, Any], table: str) -> None:
+        super().__init__(metrics)
+        self.table = table
+
+    def __str__(self) -> str:
+        return self.table
+
+
+D = TypeVar("D", bound=Config)
+P = TypeVar("P", bound=Prepared)
+
+
+class Task(ABC, Generic[D, P]):
+    """One kind of problem. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str]
+    data_config: ClassVar[type[Config]]
+    default_model: ClassVar[str]
+    # model keys known only once the data is read (e.g. the vocabulary size) -> what fixes them
+    fitted_keys: ClassVar[Mapping[str, str]] = {}
+
+    @abstractmethod
+    def prepare(
+        self,
+        config: D,
+        preprocessing: dict[str, Any] | None = None,
+        path: str | Path | None = None,
+        batch_size: int = 32,
+    ) -> P:
+        """Datasets and fitted preprocessing. With a bundle's ``preprocessing`` nothing is fitted;
+        with ``path`` as well, all of that file is the evaluated part."""
+
+    def model_keys(self, config: D, prepared: P | None = None) -> ModelKeys:
+        """What the data section (and once read, the data) fixes or suggests in the model config."""
+        return ModelKeys()
+
+    def check_model(self, model: Mapping[str, Any], prepared: P) -> None:
+        """Raise ConfigError when the model section the user wrote cannot fit the data read."""
+
+    def initialize(self, model: nn.Module, prepared: P, config: D, log: Callable[[str], None]) -> None:
+        """Set up a freshly built model from the data (e.g. pretrained vectors) before training."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, prepared: P) -> dict[str, Any]:
+        """Metrics of the model beside baselines on ``prepared.test``: plain JSON data."""
+
+    @abstractmethod
+    def metrics_table(self, metrics: Mapping[str, Any]) -> str:
+        """``evaluate``'s metrics as the table the CLI prints."""
+
+    def plots(self, model: nn.Module, prepared: P, out_dir: Path, config: D, metrics) -> list[Path]:
+        """PNG files written into ``out_dir`` after training."""
+        return []
+
+    def predictor(self, bundle: Bundle) -> Predictor:
+        """The object ``rnnkit.load`` returns for this task's bundles."""
+        return Predictor(self, bundle)
+
+    def report(self, metrics: Mapping[str, Any]) -> Report:
+        return Report(metrics, self.metrics_table(metrics))
+
+
+class Predictor:
+    """A trained bundle ready to use: ``rnnkit.load(path)`` returns the one its task defines.
+
+    Every predictor has ``describe()`` and ``evaluate(data)``; a task's predictor adds the verbs it
+    supports (``forecast``, ``predict``, ``generate``, ``explain``). The CLI and the HTTP server
+    call these and only print or serialise what they return.
+    """
+
+    verbs: ClassVar[tuple[str, ...]] = ("describe", "evaluate")
+
+    def __init__(self, task: Task, bundle: Bundle) -> None:
+        self.task, self.bundle = task, bundle
+        self.model = bundle.model
+        self.preprocessing = bundle.preprocessing
+        self.data_config = task.data_config(**bundle.config["data"])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.task.name} {str(self.bundle.path)!r} verbs={list(self.verbs)}>"
+
+    def describe(self) -> dict[str, Any]:
+        """The bundle's format, model config, metrics and files, the task and the verbs it offers."""
+        from rnnkit.bundle import describe_bundle
+
+        return {"task": self.task.name, "verbs": list(self.verbs), **describe_bundle(self.bundle.path)}
+
+    def evaluate(self, data: str | Path | None = None, batch_size: int = 32) -> Report:
+        """Metrics beside the baselines on the training data's test part, or on all of ``data``
+        (a file laid out as the training data)."""
+        prepared = self.task.prepare(self.data_config, self.preprocessing, data, batch_size=batch_size)
+        return self.task.report(self.task.evaluate(self.model, prepared))
+
+    def _unsupported(self, verb: str) -> RnnkitError:
+        offered = ", ".join(v for v in self.verbs if v not in Predictor.verbs) or "none"
+        return RnnkitError(
+            f"a {self.task.name} model does not {verb}; this bundle ({self.bundle.path}) offers "
+            f"describe, evaluate and: {offered}"
+        )
+
+    def forecast(self, data, horizon: int | None = None, **options):
+        raise self._unsupported("forecast")
+
+    def predict(self, inputs, **options):
+        raise self._unsupported("predict")
+
+    def generate(self, prompt: str, max_tokens: int = 50, **options):
+        raise self._unsupported("generate")
+
+    def explain(self, inputs, **options):
+        raise self._unsupported("explain")

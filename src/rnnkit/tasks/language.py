@@ -13,13 +13,12 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,24 +28,18 @@ from rnnkit.config import Config
 from rnnkit.data import TokenStream, corpus_chunks, encode_corpus
 from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import DataError
+from rnnkit.files import cache_dir as shared_cache
+from rnnkit.files import locked
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
-from rnnkit.tasks.base import Prepared
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: no lock, so one process prepares at a time there
-    fcntl = None
-
-FIXED_BY_DATA = {"vocab_size": "the vocabulary fitted on the training text"}
-DEFAULT_MODEL = "language_model"
-STREAMED = True  # the job passes train.batch_size: the stream's rows are the batch
+from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
 class CorpusDataConfig(Config):
     """Where the corpus comes from, how it becomes tokens, and how the stream is cut."""
 
+    path_keys: ClassVar = ("path", "cache_dir")  # relative paths in a config file are read from its folder
     kind: Literal["corpus"] = "corpus"
-    path: str | None = Field(None, description="a plain-text file")
+    path: str | None = Field(None, description="a plain-text file (relative to the config file)")
     dataset: Literal["bible_kjv"] | None = Field(None, description="a text a package ships")
     encoding: str = "utf-8"
     level: Literal["char", "word", "bpe"] = "char"
@@ -58,7 +51,9 @@ class CorpusDataConfig(Config):
     test: float = Field(0.05, gt=0, lt=1, description="fraction of the corpus, at its end, for testing")
     validation: float = Field(0.05, ge=0, lt=1, description="the fraction just before the test part")
     eval_rows: int = Field(16, gt=0, description="parallel rows when scoring validation and test text")
-    cache_dir: str | None = Field(None, description="where token ids go (default: ~/.cache/rnnkit)")
+    cache_dir: str | None = Field(
+        None, description="where token ids go (default: $RNNKIT_CACHE or ~/.cache/rnnkit)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -71,12 +66,8 @@ class CorpusDataConfig(Config):
         return self
 
 
-DataConfig = CorpusDataConfig
-
-
 def cache_dir(config: CorpusDataConfig) -> Path:
-    root = config.cache_dir or os.environ.get("RNNKIT_CACHE") or Path.home() / ".cache" / "rnnkit"
-    return Path(root)
+    return Path(config.cache_dir) if config.cache_dir else shared_cache()
 
 
 def corpus_file(config: CorpusDataConfig) -> Path:
@@ -198,19 +189,12 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _locked(directory: Path):
-    """One process at a time in ``directory`` (DDP ranks, parallel runs); the others wait, then reuse."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    with (directory / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+@dataclass(kw_only=True)
+class CorpusPrepared(Prepared):
+    codec: TextCodec
+    test_text: Path  # the evaluated text, for characters and the xz baseline
+    test_tokens: int
+    encoding: str
 
 
 def prepare(
@@ -218,7 +202,7 @@ def prepare(
     preprocessing: dict[str, Any] | None = None,
     path: str | Path | None = None,
     batch_size: int = 32,
-) -> Prepared:
+) -> CorpusPrepared:
     """Token streams for training (``batch_size`` rows) and for validation and test (``eval_rows``).
 
     The parts, the fitted codec and the token ids are cached under ``data.cache_dir``, keyed by the
@@ -232,7 +216,7 @@ def prepare(
     corpus_key = [str(source.resolve()), stat.st_size, stat.st_mtime_ns, config.encoding]
     split_key = [] if path is not None else [config.test, config.validation]
     work = cache_dir(config) / "corpora" / _digest(corpus_key, split_key)
-    with _locked(work):
+    with locked(work):
         if path is not None:  # a file given with a trained model is scored whole
             parts = {"test": source}
         elif (work / "split.done").is_file():
@@ -279,31 +263,17 @@ def prepare(
                 f"rows of at least 2: use a longer text or a smaller {option}"
             )
         streams[name] = TokenStream(tokens, rows[name], config.seq_len)
-    return Prepared(
+    return CorpusPrepared(
         train=streams.get("train"),
         validation=streams.get("validation"),
         test=streams["test"],
         preprocessing=preprocessing,
-        extra={
-            "codec": codec,
-            "test_text": parts["test"],
-            "test_tokens": len(ids["test"]),
-            "encoding": config.encoding,
-        },
+        part=f"all of {source}" if path is not None else "test part",
+        codec=codec,
+        test_text=parts["test"],
+        test_tokens=len(ids["test"]),
+        encoding=config.encoding,
     )
-
-
-def prepare_file(config, preprocessing: dict[str, Any], path: str | Path | None = None) -> Prepared:
-    """With a trained bundle's preprocessing: its test part, or the whole file at ``path`` as the test."""
-    return prepare(config, preprocessing, path)
-
-
-def model_defaults(config: CorpusDataConfig) -> dict[str, Any]:
-    return {}
-
-
-def model_fixed(prepared: Prepared) -> dict[str, Any]:
-    return {"vocab_size": len(prepared.extra["codec"].vocab)}
 
 
 @torch.no_grad()
@@ -325,7 +295,7 @@ def score(model: torch.nn.Module, stream: TokenStream, unk_id: int = 1) -> tuple
     return total, count, unknown
 
 
-def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, prepared: CorpusPrepared) -> dict[str, Any]:
     """Perplexity and bits per character on the test text, beside ``xz -9`` on the same text.
 
     The stream scores every test token but the first of each row (and a short tail); the characters
@@ -334,20 +304,22 @@ def evaluate(model: torch.nn.Module, prepared: Prepared) -> dict[str, Any]:
     nothing for spelling it: with unknown tokens in the test text, bits per character is a lower
     bound and the table says so.
     """
-    text = Path(prepared.extra["test_text"]).read_text(encoding=prepared.extra["encoding"])
-    codec = prepared.extra["codec"]
+    text = Path(prepared.test_text).read_text(encoding=prepared.encoding)
+    codec = prepared.codec
     total, count, unknown = score(model, prepared.test, codec.vocab.unk_id)
-    characters = max(1, round(len(text) * count / prepared.extra["test_tokens"]))
+    characters = max(1, round(len(text) * count / prepared.test_tokens))
     results = language_model_metrics(total, count, characters)
     results["unknown_tokens"] = unknown
     results["xz_bits_per_character"] = xz_bits_per_character(text)
     results["test_characters"] = len(text)
+    results["part"] = prepared.part
     return results
 
 
 def metrics_table(results: dict[str, Any]) -> str:
     lines = [
-        f"test part: {results['test_characters']:,} characters, {results['tokens']:,} tokens scored",
+        f"{results.get('part', 'test part')}: {results['test_characters']:,} characters, "
+        f"{results['tokens']:,} tokens scored",
         f"  {'':<24}{'bits/char':>10}{'perplexity':>12}",
         f"  {'model':<24}{results['bits_per_character']:>10.3f}{results['perplexity']:>12.3f}",
         f"  {'xz -9 (LZMA)':<24}{results['xz_bits_per_character']:>10.3f}",
@@ -361,5 +333,31 @@ def metrics_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_plots(model, prepared, out_dir, config, metrics) -> list[Path]:
-    return []
+class LanguageModelTask(Task[CorpusDataConfig, CorpusPrepared]):
+    """Predict the next token of a text; generate text from a prompt."""
+
+    name = "language_model"
+    data_config = CorpusDataConfig
+    default_model = "language_model"
+    fitted_keys: ClassVar = {"vocab_size": "the vocabulary fitted on the training text"}
+
+    def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> CorpusPrepared:
+        """The training stream's rows are the batch: ``batch_size`` parallel rows."""
+        return prepare(config, preprocessing, path, batch_size)
+
+    def model_keys(self, config, prepared=None) -> ModelKeys:
+        return ModelKeys({} if prepared is None else {"vocab_size": len(prepared.codec.vocab)})
+
+    def evaluate(self, model, prepared) -> dict[str, Any]:
+        return evaluate(model, prepared)
+
+    def metrics_table(self, metrics) -> str:
+        return metrics_table(metrics)
+
+    def predictor(self, bundle) -> Predictor:
+        from rnnkit.tasks.language_use import LanguageModelPredictor
+
+        return LanguageModelPredictor(self, bundle)
+
+
+register_task(LanguageModelTask())

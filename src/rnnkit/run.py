@@ -1,0 +1,206 @@
+"""A whole run from one config: data, model, training, evaluation and the bundle.
+
+    config = load_run_config("configs/sine.yaml", ["train.epochs=5"])
+    metrics = train_run(config)
+
+The only module that knows both tasks and the trainer: it asks the config's task for the data and
+the model keys the data fixes, trains with the Trainer, and saves what the task evaluates. Under
+torchrun every process runs this; only rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import Field
+
+from rnnkit.bundle import save_bundle
+from rnnkit.config import Config, apply_overrides, dump_yaml, origin, parse_override, read_yaml, validate
+from rnnkit.errors import ConfigError, RnnkitError
+from rnnkit.files import locked
+from rnnkit.models import build_model, config_class
+from rnnkit.runtime import seed_everything
+from rnnkit.tasks import Prepared, Task, get_task
+from rnnkit.train import distributed
+from rnnkit.train.options import TrainConfig
+from rnnkit.train.trainer import Trainer
+
+
+class RunConfig(Config):
+    """One run: which task, its data, its model, and how to train it; written into the run directory.
+
+    ``data`` is the task's own data config (see :func:`run_config_type`); ``model`` names a
+    registered model (default: the task's) with its keys.
+    """
+
+    task: str = Field(description="forecast, classify, language_model, or a registered task")
+    out_dir: str = Field("runs/run", coerce_numbers_to_str=True, description="the run directory")
+    data: Config
+    model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
+    train: TrainConfig = TrainConfig()
+
+
+@functools.cache
+def run_config_type(task: Task) -> type[RunConfig]:
+    """RunConfig with ``data`` typed as ``task``'s data config, so its keys are checked and listed."""
+    name = "".join(part.title() for part in task.name.split("_")) + "RunConfig"
+    return pydantic.create_model(name, __base__=RunConfig, data=(task.data_config, ...))
+
+
+def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read, override and validate a run config, the model section included (before any data loads).
+
+    Relative paths in the file's data section are read from the config file's folder; paths given
+    as overrides, from the working directory. An error names the file or the override at fault.
+    """
+    path, overrides = Path(path), list(overrides)
+    raw = read_yaml(path)
+    task_overrides = [o for o in overrides if parse_override(o)[0] == ["task"]]
+    try:
+        task = get_task(apply_overrides(raw, task_overrides).get("task"))
+    except ConfigError as error:
+        raise ConfigError(f"{origin('task', str(path), task_overrides)}: task: {error}") from None
+    if isinstance(raw.get("data"), dict):
+        raw["data"] = _resolve_paths(raw["data"], task, path.parent)
+    config = validate(run_config_type(task), apply_overrides(raw, overrides), str(path), overrides)
+    config.model = {"name": task.default_model, **config.model}
+    resolve_model(config, source=str(path), overrides=overrides)  # bad model keys fail now
+    return config
+
+
+def _resolve_paths(data: dict[str, Any], task: Task, folder: Path) -> dict[str, Any]:
+    keys = getattr(task.data_config, "path_keys", ())
+    resolved = {k: str((folder / v).resolve()) for k, v in data.items() if k in keys and isinstance(v, str)}
+    return {**data, **resolved}
+
+
+def resolve_model(
+    config: RunConfig, prepared: Prepared | None = None, source: str = "model", overrides: Iterable[str] = ()
+) -> Config:
+    """The model config: the model section plus what the data fixes (window sizes, column counts,
+    and once the data is read, vocabulary size and classes) and suggests (a head that fits the labels)."""
+    task = get_task(config.task)
+    keys = task.model_keys(config.data, prepared)
+    where = lambda key: origin(f"model.{key}", source, overrides)  # noqa: E731
+    for key, what in task.fitted_keys.items():
+        if key in config.model:
+            raise ConfigError(f"{where(key)}: model.{key} is fixed by the data ({what}): drop model.{key}")
+    fixed = dict(keys.fixed)
+    if prepared is None:
+        fixed.update({key: 2 for key in task.fitted_keys})  # stand-ins, valid for every model taking them
+    else:
+        task.check_model(config.model, prepared)
+    for key, value in fixed.items():
+        if key in config.model and config.model[key] != value:
+            raise ConfigError(
+                f"{where(key)}: model.{key} is fixed by the data section to {value}, got "
+                f"{config.model[key]}: drop model.{key}"
+            )
+    section = {**keys.suggested, **config.model, **fixed}
+    try:
+        cls = config_class(section.get("name"))
+    except ConfigError as error:
+        raise ConfigError(f"{where('name')}: model.name: {error}") from None
+    return validate(cls, section, source, overrides, prefix="model.")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what was saved and how to go on."""
+
+
+def train_run(
+    config: RunConfig, resume: bool = False, overwrite: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train, evaluate on the test part, and save ``<out_dir>/bundle``; returns the test metrics.
+
+    A directory that already holds a run is kept: this one goes to ``<out_dir>-2`` (and so on)
+    unless ``overwrite`` (replace it) or ``resume`` (continue it). Two trainings never write into
+    one directory at once.
+    """
+    dist = distributed.setup(config.train.device)
+    try:
+        task = get_task(config.task)
+        prepared = task.prepare(config.data, batch_size=config.train.batch_size)
+        model_cfg = resolve_model(config, prepared)  # every user error comes before any file is written
+        say = log if dist.is_main else lambda _: None
+        run_dir = free_run_dir(Path(config.out_dir), resume or overwrite, say)
+        if not dist.is_main:
+            return _train(config, task, prepared, model_cfg, run_dir, resume, dist, say)
+        with locked(run_dir, blocking=False) as mine:
+            if not mine:
+                raise ConfigError(
+                    f"another rnnkit process is training in {run_dir}: wait for it, or set out_dir=..."
+                )
+            if overwrite and not resume:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            return _train(config, task, prepared, model_cfg, run_dir, resume, dist, log)
+    finally:
+        distributed.teardown()
+
+
+def holds_run(path: Path) -> bool:
+    return (path / "checkpoints" / "last.pt").is_file() or (path / "bundle" / "bundle.json").is_file()
+
+
+def free_run_dir(path: Path, reuse: bool, log: Callable[[str], None] | None) -> Path:
+    """``path``, or when it holds a run and may not be reused, the first free ``path-N``."""
+    if reuse or not holds_run(path):
+        return path
+    n = 2
+    while holds_run(path.with_name(f"{path.name}-{n}")):
+        n += 1
+    new = path.with_name(f"{path.name}-{n}")
+    if log is not None:
+        log(
+            f"{path} holds an earlier run (kept; `rnnkit resume {path}` continues it, --overwrite replaces "
+            f"it): writing this one to {new}"
+        )
+    return new
+
+
+def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config, run_dir: Path, resume: bool,
+           dist, log: Callable[[str], None]) -> dict:  # fmt: skip
+    seed_everything(config.train.seed)
+    model = build_model(model_cfg)
+    task.initialize(model, prepared, config.data, log)
+    resolved = config.model_copy(update={"model": model_cfg.model_dump(mode="json"), "out_dir": str(run_dir)})
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_yaml(resolved, run_dir / "config.yaml")
+    trainer = Trainer(model, config.train, run_dir, collate=prepared.collate, dist=dist)
+    try:
+        trainer.fit(prepared.train, prepared.validation, resume=resume)
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interrupted(trainer)) from None
+    if not dist.is_main:
+        return {}
+    metrics = task.evaluate(model, prepared)
+    metrics.update(steps=trainer.step, best_step=trainer.best_step, stopped_early=trainer.stopped_early)
+    bundle = save_bundle(
+        run_dir / "bundle", model, resolved.model_dump(mode="json"), prepared.preprocessing, metrics
+    )
+    how = f"stopped early, weights of step {trainer.best_step} restored" if trainer.stopped_early else "done"
+    log(f"\ntrained {trainer.step} steps ({how}); evaluating on the test part")
+    log(task.metrics_table(metrics))
+    written = ["config.yaml", "log.csv", "checkpoints/", f"{bundle.name}/"]
+    try:
+        written += ["loss.png"] + [p.name for p in task.plots(model, prepared, run_dir, config.data, metrics)]
+    except RnnkitError as error:  # matplotlib is an optional extra
+        log(f"no plots: {error}")
+    log(f"\nwrote {run_dir}/: {', '.join(written)}")
+    return metrics
+
+
+def _interrupted(trainer: Trainer) -> str:
+    last = trainer.checkpoint_path
+    if last is None or not last.is_file():
+        return "interrupted before the first checkpoint: nothing was saved"
+    return (
+        f"interrupted at step {trainer.step}; the last checkpoint is {last}: "
+        f"continue with `rnnkit resume {last.parent.parent}`"
+    )

@@ -1,0 +1,62 @@
+"""Using a trained language model: continue a prompt, token by token with the state carried.
+
+    predictor = rnnkit.load("runs/char_lm/bundle")
+    predictor.generate("And God said", max_tokens=200, top_p=0.9, seed=1)
+
+The prompt is read once; the continuation never holds ``<unk>`` (or padding and framing symbols):
+those ids are never sampled. A prompt with characters or words outside the vocabulary still runs
+(they are read as ``<unk>``), with a warning that names them.
+"""
+
+from __future__ import annotations
+
+from rnnkit.data.vocab import TextCodec
+from rnnkit.decoding import generate_text
+from rnnkit.errors import warn_user
+from rnnkit.tasks import Predictor
+
+
+class LanguageModelPredictor(Predictor):
+    """A trained language model: ``generate``."""
+
+    verbs = (*Predictor.verbs, "generate")
+
+    def __init__(self, task, bundle) -> None:
+        super().__init__(task, bundle)
+        self.codec = TextCodec.from_state(self.preprocessing["codec"])
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 50,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+    ) -> str:
+        """The prompt and up to ``max_tokens`` tokens after it: greedy, or sampled with
+        ``temperature``, ``top_k`` and ``top_p``; the same ``seed`` gives the same text."""
+        unknown = list(dict.fromkeys(self.codec.unknown(prompt)))
+        if unknown:
+            names = ", ".join(repr(t) for t in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+            warn_user(
+                f"the prompt holds {len(unknown)} token(s) this model's vocabulary does not know "
+                f"({names}); it reads each as <unk>"
+            )
+        vocab = self.codec.vocab
+        text = generate_text(
+            self.model,
+            self.codec,
+            prompt,
+            max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            seed=seed,
+            banned=(vocab.pad_id, vocab.unk_id, vocab.bos_id),
+        )
+        joiner = " " if self.codec.level == "word" and text and not text[0].isspace() else ""
+        return prompt + joiner + text
