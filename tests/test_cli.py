@@ -559,7 +559,10 @@ def test_debug_shows_the_traceback(ws, capsys):
     result = ws.results["debug-model-key"]
     assert result.returncode == 1
     assert result.stderr.startswith("Traceback (most recent call last):")
-    assert "rnnkit.errors.ConfigError: override 'model.hiden_size=3': unknown key 'model.hiden_size'" in result.stderr
+    assert (
+        "rnnkit.errors.ConfigError: override 'model.hiden_size=3': unknown key 'model.hiden_size'"
+        in result.stderr
+    )
     assert "rnnkit: error:" not in result.stderr
     with pytest.raises(ConfigError, match=r"config file '.*missing\.yaml' does not exist"):
         main(["--debug", "train", str(ws.root / "missing.yaml")])

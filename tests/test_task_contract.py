@@ -148,7 +148,9 @@ def test_a_registered_task_trains_saves_and_predicts_through_the_cli_and_load(co
     report = predictor.evaluate()
     assert report["mse"] == pytest.approx(metrics["mse"], rel=1e-5)
     assert str(report).startswith("test MSE")
-    assert predictor.describe()["task"] == "toy_sum" and predictor.describe()["verbs"] == list(SumPredictor.verbs)
+    assert predictor.describe()["task"] == "toy_sum" and predictor.describe()["verbs"] == list(
+        SumPredictor.verbs
+    )
     with pytest.raises(rnnkit.RnnkitError, match=r"a toy_sum model does not generate; .* offers .*predict"):
         predictor.generate("1,2")
 
