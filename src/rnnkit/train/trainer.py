@@ -8,29 +8,32 @@ Truncated BPTT lives here, once: with ``tbptt=k`` every batch is cut along time 
 steps, each chunk is one backward pass, and the state goes on to the next chunk detached. Batches
 of a :class:`~rnnkit.data.Stream` continue one another, so the state is carried across them too and
 reset row by row where the stream's ``reset`` mask says a sequence starts.
+
+The rest of what the trainer does lives beside it: the data order, TBPTT chunks and step count in
+:mod:`~rnnkit.train.batches`, the history and early stopping in :mod:`~rnnkit.train.evaluation`, the
+NaN guard in :mod:`~rnnkit.train.nonfinite`, and the checkpoint of its whole state (with the
+fallback to the previous one on resume) in :mod:`~rnnkit.train.trainer_state`.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from rnnkit.data import Batch, Stream, stack_pairs
-from rnnkit.data.sampling import bucket_order
-from rnnkit.errors import ConfigError, TrainingError
+from rnnkit.errors import ConfigError
 from rnnkit.runtime import seed_everything
-from rnnkit.train import checkpoint, distributed
+from rnnkit.train import distributed, evaluation, nonfinite, trainer_state
+from rnnkit.train.batches import Data, count_steps, epoch_order, tbptt_chunks
 from rnnkit.train.callbacks import Callback, default_callbacks
 from rnnkit.train.options import TrainConfig
 from rnnkit.train.schedules import LRSchedule, make_optimizer
 
-Data = Dataset | Stream
+__all__ = ["Data", "Trainer", "epoch_order"]
 
 
 class Trainer:
@@ -89,7 +92,7 @@ class Trainer:
     def fit(self, train: Data, val: Data | None = None, resume: bool = False) -> list[dict[str, Any]]:
         """Train until the epochs or the step budget run out or early stopping fires."""
         self._stream = isinstance(train, Stream)
-        self.total_steps = self._count_steps(train)
+        self.total_steps = count_steps(train, self.config)
         self.schedule = LRSchedule(self.optimizer, self.config.schedule, self.total_steps)
         if resume:
             self.load_checkpoint(self.checkpoint_path)
@@ -113,6 +116,7 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_train_end(self)
         self.save_checkpoint()
+        trainer_state.drop_previous(self)  # finished: the fallback for a damaged last.pt is not needed
         if self.stopped_early and self.config.early_stopping.restore_best and self.best_model is not None:
             self.model.load_state_dict(self.best_model)
         return self.history
@@ -130,7 +134,7 @@ class Trainer:
             self._optimizer_step(val)
         self.epoch, self.batch_index, self.chunk_index = self.epoch + 1, 0, 0
         if not self.history or self.history[-1]["step"] != self.step:
-            self._evaluate_and_log(val)
+            evaluation.evaluate_and_log(self, val)
         for callback in self.callbacks:
             callback.on_epoch_end(self)
         self.save_checkpoint()
@@ -138,7 +142,7 @@ class Trainer:
     def _run_batch(self, batch: Batch, val: Data | None) -> None:
         lengths = batch.lengths
         batch = Batch(*(t if t is None or t is lengths else t.to(self.device) for t in batch))
-        chunks = self._chunks(batch)
+        chunks = tbptt_chunks(batch, self.config.tbptt)
         if self.chunk_index == 0:
             self.carried = self._reset_rows(self.carried, batch.reset) if batch.reset is not None else None
         for index in range(self.chunk_index, len(chunks)):
@@ -159,7 +163,7 @@ class Trainer:
                 loss, state = self.module(inputs, targets, lengths=lengths, state=self.carried)
             value = distributed.mean_if_finite(loss.detach(), self.dist)  # the global batch's loss
             if value is None:
-                self._non_finite(f"loss ({loss.item()})")
+                nonfinite.handle(self, f"loss ({loss.item()})")
                 return False
             scaled = loss / self.config.accumulate
             (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
@@ -176,8 +180,8 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if self.scaler is None and not _finite_grads(params):  # before clipping, which spreads a NaN
-            self._non_finite(f"gradient of {self._first_non_finite_grad()}")
+        if self.scaler is None and not nonfinite.finite_grads(params):  # before clipping, which spreads a NaN
+            nonfinite.handle(self, f"gradient of {nonfinite.first_non_finite_grad(self.model)}")
             return
         if c.clip_grad_value is not None:
             torch.nn.utils.clip_grad_value_(params, c.clip_grad_value)
@@ -194,7 +198,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_step_end(self, self._last_loss, self._last_rows)
         if c.eval_every and self.step % c.eval_every == 0:
-            self._evaluate_and_log(val)
+            evaluation.evaluate_and_log(self, val)
         if c.checkpoint_every and self.step % c.checkpoint_every == 0:
             self.save_checkpoint()
 
@@ -232,36 +236,12 @@ class Trainer:
         rows = slice(self.dist.rank, None, self.dist.world_size)
         return Batch(*(None if t is None else t[rows] for t in batch))
 
-    def _chunks(self, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        k = self.config.tbptt
-        if k is None:
-            return [(batch.inputs, batch.targets)]
-        if batch.lengths is not None:
-            raise ConfigError("train.tbptt needs equal-length sequences or a Stream; this batch has lengths")
-        T = batch.inputs.shape[1]
-        if batch.targets.dim() < 2 or batch.targets.shape[1] != T:
-            raise ConfigError(
-                f"train.tbptt needs a target per time step (B, T, ...) with T = {T}; "
-                f"got targets of shape {tuple(batch.targets.shape)}"
-            )
-        return list(zip(batch.inputs.split(k, 1), batch.targets.split(k, 1), strict=True))
-
     def _reset_rows(self, state, reset: torch.Tensor):
         fresh = self.model.initial_state(reset.shape[0])
         if state is None:
             return fresh
         keep_fresh = reset.to(self.device).view(1, -1, 1)  # (1, B, 1): batch along dim 1
         return type(state)(*(torch.where(keep_fresh, f, s) for f, s in zip(fresh, state, strict=True)))
-
-    def _count_steps(self, train: Data) -> int:
-        c = self.config
-        first = train[0]
-        steps_in = first.inputs.shape[1] if isinstance(train, Stream) else first[0].shape[0]
-        chunks = 1 if c.tbptt is None else math.ceil(steps_in / c.tbptt)
-        batches = len(train) if isinstance(train, Stream) else math.ceil(len(train) / c.batch_size)
-        per_epoch = math.ceil(batches * chunks / c.accumulate)
-        by_epochs = math.inf if c.epochs is None else c.epochs * per_epoch
-        return int(min(by_epochs, c.max_steps or math.inf))
 
     # ---- evaluation -----------------------------------------------------------------------------
 
@@ -288,72 +268,6 @@ class Trainer:
         self.model.train()
         return {"val_loss": total / weight}
 
-    def _evaluate_and_log(self, val: Data | None) -> None:
-        row: dict[str, Any] = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
-        if self._loss_count:
-            row["train_loss"] = self._loss_sum / self._loss_count
-        self._loss_sum, self._loss_count = 0.0, 0
-        if val is not None:
-            row.update(self.evaluate(val))
-        self.history.append(row)
-        for callback in self.callbacks:
-            callback.on_evaluate(self, row)
-        monitor = self.config.monitor if self.config.monitor in row or val is not None else "train_loss"
-        if monitor not in row:
-            raise TrainingError(
-                f"train.monitor {self.config.monitor!r} is not among the evaluation's keys {sorted(row)}"
-            )
-        self._track_best(row[monitor])
-
-    def _track_best(self, value: float) -> None:
-        sign = 1.0 if self.config.mode == "min" else -1.0
-        self.schedule.observe(sign * value)
-        stopping = self.config.early_stopping
-        if self.best is None or sign * (self.best - value) > stopping.min_delta:
-            self.best, self.best_step, self.bad_evals = value, self.step, 0
-            self.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            if self.run_dir is not None and self.dist.is_main:
-                checkpoint.atomic_save(
-                    {"model": self.best_model, "step": self.step, "value": value},
-                    self.run_dir / "checkpoints" / "best.pt",
-                )
-            return
-        self.bad_evals += 1
-        if stopping.patience is not None and self.bad_evals >= stopping.patience:
-            self._stop = self.stopped_early = True
-
-    # ---- non-finite values ------------------------------------------------------------------------
-
-    def _non_finite(self, what: str) -> None:
-        where = f"at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch_index + 1})"
-        policy = self.config.nan_policy
-        if policy == "raise":
-            raise TrainingError(
-                f"non-finite {what} {where}: lower train.optimizer.lr, set "
-                "train.clip_grad_norm, or set train.nan_policy to 'skip' or 'restore'"
-            )
-        warnings.warn(
-            f"non-finite {what} {where}: {'skipping the batch' if policy == 'skip' else 'restoring'}",
-            stacklevel=2,
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.micro -= self.micro % self.config.accumulate
-        self.carried, self.skipped = None, self.skipped + 1
-        if policy == "restore":
-            saved = checkpoint.load(self.checkpoint_path)
-            self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-
-    def _first_non_finite_grad(self) -> str:
-        for name, p in self.model.named_parameters():
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                return name
-        return "an unknown parameter"
-
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
@@ -364,111 +278,15 @@ class Trainer:
     def save_checkpoint(self, path: str | Path | None = None) -> None:
         """Everything needed to go on exactly: weights, optimiser, schedule, RNG and data position."""
         path = path or self.checkpoint_path
-        if path is None:
-            return
-        # what differs between processes (RNG, the rows' carried state) travels to rank 0: one file
-        carried = None if self.carried is None else list(self.carried)
-        mine = {"rng": checkpoint.rng_state(), "carried": carried}
-        ranks = distributed.gather_to_main(mine, self.dist)
-        if not self.dist.is_main:
-            return
-        checkpoint.atomic_save(
-            {
-                "format": checkpoint.CHECKPOINT_FORMAT,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "ranks": ranks,
-                "position": {
-                    k: getattr(self, k) for k in ("step", "epoch", "batch_index", "chunk_index", "micro")
-                },
-                "loss_running": [self._loss_sum, self._loss_count],
-                "history": self.history,
-                "best": {
-                    "value": self.best,
-                    "step": self.best_step,
-                    "bad_evals": self.bad_evals,
-                    "model": self.best_model,
-                    "stopped": self._stop,
-                },
-                "skipped": self.skipped,
-            },
-            path,
-        )
+        if path is not None:
+            trainer_state.save(self, Path(path))
 
     def load_checkpoint(self, path: str | Path | None) -> None:
-        if path is None or not Path(path).is_file():
-            raise TrainingError(
-                f"no checkpoint to resume from at {path}: train first, with train.checkpoint_every "
-                "set for checkpoints within an epoch"
-            )
-        saved = checkpoint.load(path)
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.schedule.load_state_dict(saved["schedule"])
-        if self.scaler is not None and saved["scaler"] is not None:
-            self.scaler.load_state_dict(saved["scaler"])
-        if len(saved["ranks"]) != self.dist.world_size:
-            raise TrainingError(
-                f"{path} was written by {len(saved['ranks'])} process(es); resume it with as many "
-                f"(this run has {self.dist.world_size})"
-            )
-        mine = saved["ranks"][self.dist.rank]
-        checkpoint.set_rng_state(mine["rng"])
-        for key, value in saved["position"].items():
-            setattr(self, key, value)
-        if mine["carried"] is not None:
-            state_type = type(self.model.initial_state(1))
-            self.carried = state_type(*(t.to(self.device) for t in mine["carried"]))
-        self._loss_sum, self._loss_count = saved["loss_running"]
-        self.history, self.skipped = saved["history"], saved["skipped"]
-        best = saved["best"]
-        self.best, self.best_step, self.bad_evals, self.best_model = (
-            best["value"],
-            best["step"],
-            best["bad_evals"],
-            best["model"],
-        )
-        self._stop = self.stopped_early = best["stopped"]
-
-
-def epoch_order(
-    n: int,
-    shuffle: bool,
-    seed: int,
-    epoch: int,
-    rank: int = 0,
-    world_size: int = 1,
-    lengths=None,
-    batch_size: int | None = None,
-) -> list[int]:
-    """This process's example indices for ``epoch``: one seeded permutation, padded and dealt by rank.
-
-    The permutation depends only on (seed, epoch), so N processes with batch b together see the
-    batches one process with batch N*b sees, as torch's DistributedSampler does. Given ``lengths``
-    and the (global) ``batch_size``, the permutation is regrouped so each batch holds examples of
-    similar length (:func:`rnnkit.data.bucket_order`), which wastes less time on padding.
-    """
-    if shuffle:
-        epoch_seed = seed * 1_000_003 + epoch  # (seed, epoch) pairs never collide
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)).tolist()
-        if lengths is not None and batch_size:
-            order = bucket_order(order, lengths, batch_size, seed=epoch_seed)
-    else:
-        order = list(range(n))
-    order += order[: (-n) % world_size]
-    return order[rank::world_size]
+        """Go on from a checkpoint; a damaged ``last.pt`` falls back to ``last.prev.pt`` with a warning."""
+        trainer_state.load(self, path)
 
 
 def _detach(state):
     if state is None or isinstance(state, torch.Tensor):
         return None if state is None else state.detach()
     return type(state)(*(_detach(s) for s in state))
-
-
-def _finite_grads(params: list[torch.Tensor]) -> bool:
-    if not params:
-        return True
-    norms = torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params])
-    return bool(torch.isfinite(norms).all())
