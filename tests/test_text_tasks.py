@@ -9,11 +9,13 @@ import os
 import random
 import stat
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.bundle import load_bundle
 from rnnkit.cli.main import main
 from rnnkit.config import ConfigError
@@ -478,3 +480,56 @@ def test_attention_plot_shades_weights_against_a_uniform_share(tmp_path, monkeyp
     assert math.isnan(shown["grid"][0][2])  # the short text's padding stays blank
     np.testing.assert_allclose(shown["grid"][1], [0.4, 0.4, 0.4, 2.8])
     assert shown["vmin"] == 0 and shown["vmax"] == pytest.approx(2.8)
+
+
+# ---- what a new user met: unknown tokens, a rare class, a table given to predict -------------------
+
+
+def test_a_text_of_unknown_words_is_labelled_with_a_warning_naming_them(trained_classifier):
+    run, _ = trained_classifier
+    predictor = rnnkit.load(run / "bundle")
+    with pytest.warns(
+        UserWarning, match=r"1 of 2 text\(s\) are mostly tokens the vocabulary does not know .*'zorgle'"
+    ):
+        results = predictor.predict(["zorgle blimp quux", "a good great movie"])
+    assert [r["text"] for r in results] == ["zorgle blimp quux", "a good great movie"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known words: no warning
+        predictor.predict(["a good great movie"])
+
+
+def test_cli_predict_on_a_table_reads_its_text_column_not_the_header(trained_classifier, tmp_path, capsys):
+    run, _ = trained_classifier
+    table = tmp_path / "new.csv"
+    table.write_text("id,text\n1,a good great movie\n2,a dull boring plot\n")
+    assert main(["predict", str(run / "bundle"), str(table)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["a good great movie", "a dull boring plot"]
+    assert [line.split("\t")[0] for line in lines] == ["pos", "neg"]
+
+
+def test_a_prompt_with_unknown_characters_warns_and_generation_never_prints_unk(trained_lm):
+    run, _ = trained_lm
+    predictor = rnnkit.load(run / "bundle")
+    with pytest.warns(
+        UserWarning, match=r"the prompt holds 2 token\(s\) .* \('Q', '§'\); it reads each as <unk>"
+    ):
+        text = predictor.generate("Q§the cat", 40, seed=0)
+    assert text.startswith("Q§the cat") and "<unk>" not in text[len("Q§the cat") :]
+    predictor.model.decoder.bias.data[predictor.codec.vocab.unk_id] += 100.0  # a model that wants <unk>
+    for seed in range(3):
+        assert "<unk>" not in predictor.generate("the", 20, seed=seed)[3:]
+    assert "<unk>" not in predictor.generate("the", 20, greedy=True)[3:]
+
+
+def test_classes_are_split_in_the_same_shares_and_rare_ones_are_named():
+    config = classify.TextDataConfig(path="x.csv", test=0.25, validation=0.2)
+    labels = ["a"] * 80 + ["b"] * 20
+    train, validation, test = classify._split(labels, config, has_test=False)
+    assert sorted([*train, *validation, *test]) == list(range(100))
+    for part, share in ((test, 0.25), (validation, 0.75 * 0.2)):
+        assert sum(labels[i] == "b" for i in part) == round(20 * share if part is test else 15 * 0.2)
+        assert sum(labels[i] == "a" for i in part) == round(80 * 0.25 if part is test else 60 * 0.2)
+    with pytest.warns(UserWarning, match=r"class\(es\) 'rare' \(1\) have fewer texts than the 3 parts"):
+        train, validation, test = classify._split([*labels, "rare"], config, has_test=False)
+    assert 100 in train  # the one example of a class is trained on

@@ -28,8 +28,7 @@ from rnnkit.layers import (
     Stacked,
     Streamer,
 )
-
-__version__ = "0.1.0"
+from rnnkit.version import __version__
 
 
 def load(path, device=None):

@@ -36,6 +36,7 @@ from torch import nn
 from rnnkit.config import Config, read_yaml
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import build_model, model_config
+from rnnkit.version import __version__
 
 BUNDLE_FORMAT = 1
 INFO, CONFIG, WEIGHTS = "bundle.json", "config.yaml", "model.safetensors"
@@ -128,8 +129,6 @@ def _texts(model: nn.Module, config: Mapping, preprocessing: Mapping, metrics: M
     expected, own = model_config(section), getattr(model, "config", None)
     if isinstance(own, Config) and own.model_dump(mode="json") != expected.model_dump(mode="json"):
         raise ConfigError(f"config's model section {dict(section)} does not describe the model ({own!r})")
-    from rnnkit import __version__  # here: rnnkit/__init__ may one day import this module
-
     info = {
         "format_version": BUNDLE_FORMAT,
         "rnnkit_version": __version__,

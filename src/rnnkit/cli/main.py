@@ -15,8 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from rnnkit import __version__
 from rnnkit.errors import RnnkitError
+from rnnkit.version import __version__
 
 
 def _parser() -> argparse.ArgumentParser:

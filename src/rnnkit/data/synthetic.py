@@ -20,7 +20,7 @@ COLDEST_DAY = 14  # days after 1 January: the 15th day of the year
 def noisy_sine(points: int = 100, noise: float = 0.1, seed: int = 0) -> np.ndarray:
     """sin(t) for ``points`` values of t evenly spaced over [0, 50], plus N(0, noise) noise; (points,).
 
-    The series of the sine example (``rnnkit sine``): same seed, same numbers.
+    The series of the seeds' sine example (``configs/sine.yaml``): same seed, same numbers.
     """
     _check(points=points, noise=noise)
     rng = np.random.default_rng(seed)
