@@ -199,5 +199,5 @@ def test_a_bundle_of_format_0_is_refused(tmp_path):
     train_run(load_run_config(sine_config(tmp_path)), log=quiet)
     info = tmp_path / "run" / "bundle" / "bundle.json"
     info.write_text(json.dumps({**json.loads(info.read_text()), "format_version": 0}))
-    with pytest.raises(DataError, match=r"bundle\.json has no valid format_version \(0\); save the bundle again"):
+    with pytest.raises(DataError, match=r"bundle\.json has no valid format_version \(0\); save the bundle"):
         rnnkit.load(tmp_path / "run" / "bundle")
