@@ -8,8 +8,9 @@ float32, 2 threads, at two shapes:
 Candidates: rnnkit LSTM/GRU on the fused path vs torch.nn.LSTM/GRU (target ratio <= 1.05); rnnkit's
 layer-norm LSTM and GRU on the cell path vs fused torch.nn.LSTM/GRU (targets <= 1.25 training, <= 1.5
 inference) and vs a plain Python loop over torch.nn.LSTMCell/GRUCell (target: rnnkit >= 1.5x faster).
-The cell path runs twice: through the C++ loop (csrc/lstm_loop.cpp, gru_loop.cpp, built on first
-use; their build or load times are printed first) and through the pure-torch loop it falls back to.
+The cell path runs twice: through the C++ loop (src/rnnkit/kernels: driver.h with lstm_loop.cpp,
+gru_loop.cpp, built on first use; their build or load times are printed first) and through the
+pure-torch loop it falls back to.
 The "floor" row is the task with a free stand-in for the recurrent layers: no recurrent layer can
 beat it.
 Candidates are timed in interleaved rounds so drift on a shared machine hits all of them alike.
@@ -28,9 +29,7 @@ from timing import measure, setting
 from torch import nn
 
 import rnnkit
-from rnnkit.functional import extension
-from rnnkit.functional.gru_loop import gru_loop_info
-from rnnkit.functional.lstm_loop import lstm_loop_info
+from rnnkit.kernels import build, loop_info
 
 SHAPES = {
     "small": dict(batch=64, steps=100, features=32, hidden=256, layers=1, vocab=None),
@@ -104,19 +103,19 @@ def pure_torch(step):
     """The same step with the C++ loop switched off, as RNNKIT_NO_EXTENSION=1 does."""
 
     def run(x):
-        old = os.environ.get(extension.DISABLE)
-        os.environ[extension.DISABLE] = "1"
+        old = os.environ.get(build.DISABLE)
+        os.environ[build.DISABLE] = "1"
         try:
             step(x)
         finally:
-            os.environ.pop(extension.DISABLE)
+            os.environ.pop(build.DISABLE)
             if old is not None:
-                os.environ[extension.DISABLE] = old
+                os.environ[build.DISABLE] = old
 
     return run
 
 
-def describe_extension(kind: str, info: extension.ExtensionInfo) -> str:
+def describe_extension(kind: str, info: build.ExtensionInfo) -> str:
     if not info.available:
         return f"C++ {kind} loop unavailable ({info.reason}): both cell-path rows run the pure-torch loop"
     how = "built" if info.compiled else "loaded from the cache"
@@ -205,8 +204,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"{setting()}, median of {args.repeats}")
-    print(describe_extension("LSTM", lstm_loop_info()))
-    print(describe_extension("GRU", gru_loop_info()))
+    print(describe_extension("LSTM", loop_info("lstm")))
+    print(describe_extension("GRU", loop_info("gru")))
     for name in args.shapes:
         run_shape(name, SHAPES[name], args.repeats, args.tables)
 

@@ -1,6 +1,6 @@
-"""Tensor maths without modules: the reference equations, the scans and the masking helpers, and the
-compiled LSTM and GRU loops (``lstm_loop``, ``gru_loop``, ``loops``) with their build cache
-(``extension``) and scratch memory (``workspace``), the only parts that keep process-wide state.
+"""Tensor maths without modules and without state: the reference step equations (``steps``, the spec
+every fast path is tested against), the scans (``scan``) and the masking helpers (``masking``).
+The compiled C++ loops, their build cache and scratch memory live in :mod:`rnnkit.kernels`.
 
 The scan chooser is ``rnnkit.functional.scan.scan``; it is not re-exported here, where its name would
 hide the ``scan`` submodule.

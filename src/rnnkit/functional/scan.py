@@ -4,7 +4,7 @@
 step at once from a cumulative sum and a cumulative log-sum-exp. They agree up to float rounding.
 Which is faster depends on the device: torch's CPU ``logcumsumexp`` is a scalar loop and the log-space
 form needs about 15 full-size passes, so on CPU the loop wins (it has no matrix product per step);
-on a GPU those passes run in parallel and the scan wins (benchmarks/mingru.py, PERF_NOTES.md).
+on a GPU those passes run in parallel and the scan wins (benchmarks/mingru.py, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class _SequentialScan(torch.autograd.Function):
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
         h = torch.empty_like(b)  # (B, T, H)
         prev = h0
-        # unbind, never a[:, t]: each step writes its slice of h in place (see PERF_NOTES)
+        # unbind, never a[:, t]: each step writes its slice of h in place (see benchmarks/README.md)
         for a_t, b_t, h_t in zip(a.unbind(1), b.unbind(1), h.unbind(1), strict=True):  # T x (B, H)
             prev = torch.addcmul(b_t, a_t, prev, out=h_t)  # b_t + a_t * h_{t-1}
         ctx.save_for_backward(a, h0, h)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from rnnkit.checks import check_input, check_lengths, check_state
 from rnnkit.errors import ShapeError
 from rnnkit.functional.masking import lengths_to_mask, reverse_padded
-from rnnkit.layers.compiled import compiled_scan
+from rnnkit.kernels.hook import compiled_scan
 
 
 class RNNOutput(NamedTuple):

@@ -1,4 +1,4 @@
-"""Builds rnnkit's C++ loops (``src/rnnkit/csrc``) on first use and caches them; pure torch otherwise.
+"""Builds rnnkit's C++ loops (the ``.cpp`` files beside this one) on first use and caches them.
 
 The first call compiles the source with the machine's C++ compiler through
 ``torch.utils.cpp_extension.load`` (ninja) into a per-torch-version cache folder, about 5 s once;
@@ -6,12 +6,12 @@ later processes load the cached library in well under a second. When there is no
 source, or the build fails, one warning names why and callers fall back to their pure-torch loops.
 ``RNNKIT_NO_EXTENSION=1`` skips the extension altogether (checked at every call).
 
-The cache lives in ``$RNNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rnnkit``, else ``~/.cache/rnnkit``.
+The cache is ``rnnkit.files.cache_dir("extensions", ...)``: under ``$RNNKIT_CACHE``, else
+``$XDG_CACHE_HOME/rnnkit``, else ``~/.cache/rnnkit``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -24,15 +24,13 @@ from pathlib import Path
 
 import torch
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-
+from rnnkit import files
 from rnnkit.errors import warn_user
+from rnnkit.files import cache_dir, locked
 
 DISABLE = "RNNKIT_NO_EXTENSION"
-SOURCES = Path(__file__).resolve().parent.parent / "csrc"
+SOURCES = Path(__file__).resolve().parent
+FLOCK = files.fcntl is not None  # Windows has no flock: torch's lock alone, never removed
 logger = logging.getLogger(__name__)
 
 
@@ -69,7 +67,7 @@ def disabled() -> bool:
 
 
 def load(source: str) -> ExtensionInfo:
-    """Builds (once, cached on disk) and loads ``csrc/<source>.cpp``; never raises.
+    """Builds (once, cached on disk) and loads ``kernels/<source>.cpp``; never raises.
 
     The library exports plain C functions, for ``ctypes.CDLL(info.library)``. Build errors become a
     warning and an ``ExtensionInfo`` with ``available=False`` and the reason.
@@ -97,13 +95,10 @@ def _variants() -> list[tuple[str, list[str]]]:
     return [("avx512", avx512), *variants] if capability == "AVX512" else variants
 
 
-def cache_dir() -> Path:
+def library_dir() -> Path:
     """Where built libraries are kept, one folder per torch and Python version."""
-    root = os.environ.get("RNNKIT_CACHE_DIR")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnkit"
     tag = f"torch-{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
-    return Path(root) / "extensions" / tag
+    return cache_dir("extensions", tag)
 
 
 def _why_not(source_file: Path) -> str | None:
@@ -152,38 +147,27 @@ def _first_error(error: Exception) -> str:
     return next((line for line in lines if "error:" in line), lines[-1])
 
 
-@contextlib.contextmanager
-def _build_lock(folder: Path):
-    """Serialises builds in ``folder`` across processes with a lock the system drops when its holder
-    dies. torch's own lock is a plain file that a build killed midway leaves behind, after which every
-    later process would wait for it forever; under this lock no build runs, so such a file is stale.
-    """
-    if fcntl is None:  # Windows: torch's lock alone
-        yield
-        return
-    with open(folder / "rnnkit.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            (folder / "lock").unlink(missing_ok=True)  # torch's, left by a killed build
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _compile(name: str, source_file: Path, flags: list[str]) -> ExtensionInfo:
+    """Builds one variant in its own folder, one process at a time (``files.locked``, which the system
+    drops when its holder dies). torch's own lock is a plain file that a build killed midway leaves
+    behind, after which every later process would wait for it forever; under our lock no build runs,
+    so such a file is stale and goes.
+    """
     from torch.utils import cpp_extension
 
-    folder = cache_dir() / name  # one folder per library: torch writes its build.ninja there
+    folder = library_dir() / name  # one folder per library: torch writes its build.ninja there
     folder.mkdir(parents=True, exist_ok=True)
     built = folder / f"{name}.so"
     before = built.stat().st_mtime_ns if built.exists() else None
     start = time.perf_counter()
-    with _build_lock(folder):
+    with locked(folder):
+        if FLOCK:
+            (folder / "lock").unlink(missing_ok=True)  # torch's, left by a killed build
         library = cpp_extension.load(
             name=name,
             sources=[str(source_file)],
             extra_cflags=flags,
-            extra_include_paths=[str(source_file.parent)],  # the shared loop_common.h
+            extra_include_paths=[str(source_file.parent)],  # the shared driver.h and loop_common.h
             build_directory=str(folder),
             is_python_module=False,
             verbose=False,

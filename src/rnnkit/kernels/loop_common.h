@@ -1,7 +1,7 @@
-// What the compiled loops (lstm_loop.cpp, gru_loop.cpp) share: BLAS products with the weights
-// packed once per call, float nonlinearities the compiler vectorises, row reductions, layer norm
-// and its backward, the split of the batch between threads, and errors kept for the C interface.
-// Each loop is one translation unit that includes this once.
+// The numerical helpers of the time-loop driver (driver.h): BLAS products with the weights packed
+// once per call, float nonlinearities the compiler vectorises, row reductions, layer norm and its
+// backward, the split of the batch between threads, and errors kept for the C interface. Each
+// library (lstm_loop.cpp, gru_loop.cpp, rnn_loop.cpp) is one translation unit that includes it once.
 
 #pragma once
 

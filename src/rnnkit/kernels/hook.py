@@ -1,6 +1,6 @@
-"""Recurrent's time loop for rnnkit's own LSTMCell and GRUCell, run by the C++ loops of functional/.
+"""Recurrent's time loop for rnnkit's own RNNCell, LSTMCell and GRUCell, run by the C++ loops.
 
-Applies to ``type(cell) is LSTMCell`` or ``GRUCell`` exactly (a subclass may change the maths, so it
+Applies to ``type(cell)`` being one of those classes exactly (a subclass may change the maths, so it
 keeps the generic loop) with float32/float64 CPU inputs; otherwise :func:`compiled_scan` returns None
 and the caller runs the pure-torch loop. Random masks are drawn here in the order that loop draws
 them (the recurrent-dropout mask, then per step one zoneout mask per state field: h, then c), so one
@@ -12,9 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells import GRUCell, LSTMCell
-from rnnkit.cells.base import LSTMState, RecurrentCell, RNNState
-from rnnkit.functional import gru_loop, lstm_loop
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.cells.base import RecurrentCell
+from rnnkit.kernels import loops
+
+_KINDS = {LSTMCell: "lstm", GRUCell: "gru"}  # RNNCell: "rnn_" + its nonlinearity
 
 
 def compiled_scan(
@@ -23,61 +25,32 @@ def compiled_scan(
     """x (B, T, D), state fields (B, H) -> (outputs (B, T, H), final state), or None if not applicable.
 
     The maths is the cell's own (``input_projection``, ``hidden_projection``, ``update``, zoneout),
-    with the input projection and its layer norm run by the loop too.
+    with the input projection and its layer norm run by the loop too. A layer norm's bias is added
+    where the bias beside it is (the loop folds the two sums together where the cell does).
     """
-    if type(cell) is LSTMCell and _plain_norms(cell) and lstm_loop.available(x):
-        return _lstm_scan(cell, x, state, lengths)
-    if type(cell) is GRUCell and _plain_norms(cell) and gru_loop.available(x):
-        return _gru_scan(cell, x, state, lengths)
-    return None
-
-
-def _lstm_scan(
-    cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Tensor | None
-) -> tuple[Tensor, LSTMState]:
-    """Every bias is added once per step as one sum: all add to the pre-activations after the norms."""
+    kind = f"rnn_{cell.nonlinearity}" if type(cell) is RNNCell else _KINDS.get(type(cell))
+    if kind is None or not _plain_norms(cell) or not loops.available(kind, x):
+        return None
     dropout_mask = cell.recurrent_dropout_mask(x.shape[0])  # (B, H) or None, drawn as the torch loop does
-    zoneout_masks, zoneout = _zoneout(cell, x, fields=2)
-    norms = (cell.ln_ih, cell.ln_hh, cell.ln_c)
-    biases = [cell.bias_ih, cell.bias_hh, *(n.bias for n in norms[:2] if n is not None)]
-    y, h, c = lstm_loop.lstm_loop(
+    zoneout_masks, zoneout = _zoneout(cell, x, fields=len(state))
+    ln_ih, ln_hh, ln_c = cell.ln_ih, cell.ln_hh, getattr(cell, "ln_c", None)
+    y, final = loops.time_loop(
+        kind,
         x.transpose(0, 1),  # (T, B, D): the loop reads time-major
         cell.weight_ih,
-        state.h,
-        state.c,
         cell.weight_hh,
-        _sum(biases),
-        *(None if n is None else n.weight for n in norms),
-        None if cell.ln_c is None else cell.ln_c.bias,
-        eps=tuple(1e-5 if n is None else n.eps for n in norms),
+        tuple(state),
+        _sum([cell.bias_ih, None if ln_ih is None else ln_ih.bias]),
+        _sum([cell.bias_hh, None if ln_hh is None else ln_hh.bias]),
+        *(None if n is None else n.weight for n in (ln_ih, ln_hh, ln_c)),
+        None if ln_c is None else ln_c.bias,
+        eps=tuple(1e-5 if n is None else n.eps for n in (ln_ih, ln_hh, ln_c)),
         dropout_mask=dropout_mask,
         zoneout_masks=zoneout_masks,
         zoneout=zoneout,
         lengths=lengths,
     )
-    return y, LSTMState(h, c)
-
-
-def _gru_scan(cell: GRUCell, x: Tensor, state: RNNState, lengths: Tensor | None) -> tuple[Tensor, RNNState]:
-    """The two biases stay apart (the reset gate multiplies b_hn); a layer norm's bias joins its neighbour."""
-    dropout_mask = cell.recurrent_dropout_mask(x.shape[0])  # (B, H) or None, drawn as the torch loop does
-    zoneout_masks, zoneout = _zoneout(cell, x, fields=1)
-    norms = (cell.ln_ih, cell.ln_hh)
-    y, h = gru_loop.gru_loop(
-        x.transpose(0, 1),  # (T, B, D): the loop reads time-major
-        cell.weight_ih,
-        state.h,
-        cell.weight_hh,
-        _sum([cell.bias_ih, None if cell.ln_ih is None else cell.ln_ih.bias]),
-        _sum([cell.bias_hh, None if cell.ln_hh is None else cell.ln_hh.bias]),
-        *(None if n is None else n.weight for n in norms),
-        eps=tuple(1e-5 if n is None else n.eps for n in norms),
-        dropout_mask=dropout_mask,
-        zoneout_masks=None if zoneout_masks is None else zoneout_masks[:, 0],  # (T, B, H)
-        zoneout=zoneout,
-        lengths=lengths,
-    )
-    return y, RNNState(h)
+    return y, cell.state_type(*final)
 
 
 def _zoneout(cell: RecurrentCell, x: Tensor, fields: int) -> tuple[Tensor | None, float]:
