@@ -201,3 +201,13 @@ def test_a_bundle_of_format_0_is_refused(tmp_path):
     info.write_text(json.dumps({**json.loads(info.read_text()), "format_version": 0}))
     with pytest.raises(DataError, match=r"bundle\.json has no valid format_version \(0\); save the bundle"):
         rnnkit.load(tmp_path / "run" / "bundle")
+
+
+def test_info_describes_a_bundle_with_damaged_weights_and_names_the_problem(tmp_path, capsys):
+    train_run(load_run_config(sine_config(tmp_path)), log=quiet)
+    weights = tmp_path / "run" / "bundle" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["info", str(tmp_path / "run" / "bundle")]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["model"] == "forecaster" and "is not a valid safetensors file" in described["problem"]
+    assert main(["predict", str(tmp_path / "run" / "bundle"), str(weights)]) == 2

@@ -242,8 +242,14 @@ def _generate(args) -> None:
 
 def _info(args) -> None:
     import rnnkit
+    from rnnkit.bundle import describe_bundle
+    from rnnkit.errors import DataError
 
-    print(json.dumps(rnnkit.load(args.bundle).describe(), indent=2, default=str))
+    try:
+        description = rnnkit.load(args.bundle).describe()
+    except DataError as error:  # damaged weights: describe what is there and say what is wrong
+        description = {**describe_bundle(args.bundle), "problem": str(error)}
+    print(json.dumps(description, indent=2, default=str))
 
 
 COMMANDS = {
