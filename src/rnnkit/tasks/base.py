@@ -74,7 +74,11 @@ P = TypeVar("P", bound=Prepared)
 
 
 class Task(ABC, Generic[D, P]):
-    """One kind of problem. Subclasses set the class attributes and implement the abstract methods."""
+    """One kind of problem. Subclasses set the class attributes and implement the abstract methods.
+
+    A data config may name its file keys in a class attribute ``path_keys`` (e.g. ``("path",)``):
+    relative paths under them in a config file are then read from the file's folder.
+    """
 
     name: ClassVar[str]
     data_config: ClassVar[type[Config]]
