@@ -7,6 +7,10 @@ is the share of actual values inside [lower, upper].
 Classification: accuracy, macro F1 and confusion matrices from torchmetrics, beside the majority
 class and a bag-of-words logistic regression (scikit-learn). Language models: perplexity and bits
 per character, beside what ``xz -9`` (LZMA) needs for the same text.
+
+torchmetrics and scikit-learn are imported by the functions that use them: torchmetrics pulls in
+scipy.signal and matplotlib (about 3 s on a 2-core machine), which an inference command, whose task
+module imports this one, must not pay (benchmarks/startup.py; tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -17,20 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional import (
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    mean_squared_error,
-    symmetric_mean_absolute_percentage_error,
-)
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multilabel_accuracy,
-    multilabel_confusion_matrix,
-    multilabel_f1_score,
-)
 
 from rnnkit.errors import DataError
 
@@ -45,6 +35,13 @@ def forecast_metrics(
     upper: np.ndarray | None = None,
 ) -> dict[str, float]:
     """MAE, RMSE, MAPE (%), sMAPE (%), MASE and, given bounds, interval coverage (%)."""
+    from torchmetrics.functional import (
+        mean_absolute_error,
+        mean_absolute_percentage_error,
+        mean_squared_error,
+        symmetric_mean_absolute_percentage_error,
+    )
+
     y = torch.as_tensor(np.ravel(actual), dtype=torch.float64)
     yhat = torch.as_tensor(np.ravel(predicted), dtype=torch.float64)
     mae = float(mean_absolute_error(yhat, y))
@@ -110,6 +107,15 @@ def classification_metrics(
     class ids, or (N, C) 0/1 for a multi-label head (accuracy and F1 then per label, macro-averaged,
     with a confusion matrix (C, 2, 2) per label).
     """
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multilabel_accuracy,
+        multilabel_confusion_matrix,
+        multilabel_f1_score,
+    )
+
     if head == "multilabel":
         t = targets.long()
         return {
@@ -130,6 +136,8 @@ def classification_metrics(
 
 def majority_baseline(train_labels: torch.Tensor, test_labels: torch.Tensor, num_classes: int) -> dict:
     """Always predict the training part's most frequent class (single-label tasks)."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
     majority = int(torch.bincount(train_labels.long(), minlength=num_classes).argmax())
     predicted = torch.full_like(test_labels.long(), majority)
     return {

