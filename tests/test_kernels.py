@@ -472,7 +472,7 @@ def test_the_loop_refuses_arrays_it_would_misread(kind):
         time_loop(kind, x, w_ih, w_hh, state, bias_ih=torch.zeros(G), bias_hh=torch.zeros(G, dtype=F64))
     with pytest.raises(DTypeError, match=r"weight_hh must be a torch\.float32 CPU tensor, got .*float64"):
         time_loop(kind, x, w_ih, w_hh.double(), state)
-    with pytest.raises(ConfigError, match=rf"{kind}_loop: the state must have {S} field\(s\) .*got {S + 1}"):
+    with pytest.raises(ShapeError, match=rf"{kind}_loop: the state must have {S} field\(s\) .*got {S + 1}"):
         time_loop(kind, x, w_ih, w_hh, [*state, state[0]])
 
 

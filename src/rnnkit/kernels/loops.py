@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnkit.errors import ConfigError, unknown_name
+from rnnkit.errors import ConfigError, ShapeError, unknown_name
 from rnnkit.kernels import binding, build, workspace
 from rnnkit.kernels.binding import KINDS, carve, contiguous
 
@@ -95,9 +95,8 @@ def time_loop(
     tensors = contiguous(x, *weights, *state)
     masks = contiguous(dropout_mask, zoneout_masks, None if lengths is None else lengths.to(torch.int64))
     _check(kind, tensors, masks)
-    if not KINDS[kind].split:  # the step adds u + v, so one bias, added once, is enough
-        biases = [b for b in tensors[3:5] if b is not None]
-        tensors = (*tensors[:3], sum(biases[1:], biases[0]) if biases else None, None, *tensors[5:])
+    if not KINDS[kind].split:  # the step adds u + v, so one bias, b_ih + b_hh, added once, is enough
+        tensors = (*tensors[:3], _folded(*tensors[3:5]), None, *tensors[5:])
     options = (*eps, float(zoneout))
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         y, *final = _TimeLoop.apply(kind, masks, options, *tensors)
@@ -108,6 +107,12 @@ def time_loop(
             return _forward(kind, tensors, masks, options, gx, saved={})
         finally:
             workspace.give(gx)
+
+
+def _folded(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
+    if bias_ih is None or bias_hh is None:
+        return bias_hh if bias_ih is None else bias_ih
+    return bias_ih + bias_hh
 
 
 def _spec(kind: str) -> binding.LoopSpec:
@@ -122,7 +127,7 @@ def _check(kind: str, tensors: tuple, masks: tuple) -> None:
     S = len(spec.state)
     if len(tensors) != 9 + S:
         got = len(tensors) - 9
-        raise ConfigError(f"{kind}_loop: the state must have {S} field(s) {spec.state}, got {got}")
+        raise ShapeError(f"{kind}_loop: the state must have {S} field(s) {spec.state}, got {got}")
     if not spec.cell_norm and any(t is not None for t in tensors[7:9]):
         raise ConfigError(f"{kind}_loop: ln_c_weight and ln_c_bias are the LSTM's; leave them None")
     (T, B, D), H = tensors[0].shape, tensors[9].shape[-1]
