@@ -48,10 +48,10 @@ class Recurrent(nn.Module):
     ``input_projection``/``recurrence`` (all classic built-in cells do); any other module that follows the
     cell contract ``forward(x_t (B, D), state) -> (y_t (B, H), state)`` with ``initial_state(B)``,
     ``state_size``, ``input_size`` and ``state_type`` (the NamedTuple class of its state, fields
-    (B, H)) is stepped as it is. rnnkit's own LSTMCell and GRUCell (those classes exactly,
+    (B, H)) is stepped as it is. rnnkit's own RNNCell, LSTMCell and GRUCell (those classes exactly,
     float32/float64 on CPU) run the whole loop, forward and backward, in one C++ call each
-    (functional/lstm_loop.py, gru_loop.py), built on first use; ``RNNKIT_NO_EXTENSION=1`` or a failed
-    build keeps the pure-torch loop below.
+    (:mod:`rnnkit.kernels`), built on first use; ``RNNKIT_NO_EXTENSION=1`` or a failed build keeps
+    the pure-torch loop below.
 
     Args:
         cell: the cell to run.
