@@ -48,8 +48,14 @@ def setup(device: str | None = None) -> Dist:
 
 
 def teardown() -> None:
+    """Leave the process group once every process is here. A process that left first could destroy
+    its end of a gather still in flight (gloo then aborts it: "terminate called without an active
+    exception"); rank 0 evaluates and saves after training while the others wait."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 class LossModule(nn.Module):
