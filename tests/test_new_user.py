@@ -211,3 +211,12 @@ def test_info_describes_a_bundle_with_damaged_weights_and_names_the_problem(tmp_
     described = json.loads(capsys.readouterr().out)
     assert described["model"] == "forecaster" and "is not a valid safetensors file" in described["problem"]
     assert main(["predict", str(tmp_path / "run" / "bundle"), str(weights)]) == 2
+
+
+def test_a_directory_with_only_the_previous_checkpoint_still_holds_a_run(tmp_path):
+    from rnnkit.run import holds_run
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert not holds_run(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "last.prev.pt").write_bytes(b"x")  # a crash between two renames
+    assert holds_run(tmp_path / "run")

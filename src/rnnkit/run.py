@@ -144,7 +144,9 @@ def train_run(
 
 
 def holds_run(path: Path) -> bool:
-    return (path / "checkpoints" / "last.pt").is_file() or (path / "bundle" / "bundle.json").is_file()
+    """A bundle or a checkpoint to resume from (last.pt, or last.prev.pt left by a crash)."""
+    checkpoints = [path / "checkpoints" / name for name in ("last.pt", "last.prev.pt")]
+    return (path / "bundle" / "bundle.json").is_file() or any(c.is_file() for c in checkpoints)
 
 
 def free_run_dir(path: Path, reuse: bool, log: Callable[[str], None] | None) -> Path:
