@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -91,9 +92,12 @@ def test_a_truncated_last_checkpoint_resumes_from_the_one_before_and_ends_as_the
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
-def test_a_crash_between_the_two_renames_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch):
-    """A save moves last.pt to last.prev.pt, then the new file to last.pt; a crash in between leaves
-    no last.pt. Here the second rename of epoch 2's save fails: epoch 1's checkpoint is all there is."""
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_a_crash_while_saving_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch, links):
+    """A save keeps the old last.pt as last.prev.pt, then renames the new file to last.pt. Here that
+    rename of epoch 2's save fails: epoch 1's checkpoint is all there is. With hard links last.pt
+    itself is still epoch 1's; without them the old file was renamed away, last.pt is missing and
+    resume warns and reads last.prev.pt."""
     whole = uninterrupted(tmp_path, epochs=2)
     cut = tmp_path / "cut"
     real_replace = os.replace
@@ -103,15 +107,26 @@ def test_a_crash_between_the_two_renames_resumes_from_the_previous_checkpoint(tm
             raise OSError("killed between the renames")
         real_replace(src, dst)
 
+    def no_links(src, dst):
+        raise OSError("this file system has no hard links")
+
     monkeypatch.setattr(ckpt.os, "replace", crash_after_keeping_the_previous)
+    if not links:
+        monkeypatch.setattr(ckpt.os, "link", no_links)
     trainer = Trainer(make(dropout=0.3), config(epochs=2, **OPTIONS), run_dir=cut)
     with pytest.raises(OSError, match="killed between the renames"):
         trainer.fit(*dataset_data(10, 4))
     monkeypatch.undo()
-    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["best.pt", "last.prev.pt"]
+    kept = ["best.pt", "last.prev.pt", "last.pt"] if links else ["best.pt", "last.prev.pt"]
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir() if not p.name.startswith(".")) == kept
 
-    with pytest.warns(UserWarning, match=r"last\.pt is missing .*: resuming from .*last\.prev\.pt"):
-        resumed, start = resume(cut, epochs=2)
+    if links:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            resumed, start = resume(cut, epochs=2)
+    else:
+        with pytest.warns(UserWarning, match=r"last\.pt is missing .*: resuming from .*last\.prev\.pt"):
+            resumed, start = resume(cut, epochs=2)
     assert start.position == (STEPS_PER_EPOCH, 1)
     assert_same_run(resumed, whole)
 

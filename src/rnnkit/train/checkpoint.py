@@ -8,9 +8,10 @@ never a torn file. Loading uses ``torch.load(weights_only=True)``, which refuses
 The fallback. A file can still be damaged after it was written whole: a disk that lied about fsync
 and lost power, a copy of the run directory cut short, a file emptied by hand. So the trainer saves
 ``last.pt`` with ``keep_previous=True``: once the new checkpoint is whole in its temporary file, the
-old ``last.pt`` is renamed to ``last.prev.pt`` (:func:`previous_path`), then the new one to
-``last.pt``. A crash between the two renames leaves no ``last.pt`` but a whole ``last.prev.pt``, and
-the next save leaves that one alone (there is no ``last.pt`` to move over it).
+old ``last.pt`` is hard-linked as ``last.prev.pt`` (:func:`previous_path`), then the new one renamed
+over ``last.pt``, so ``last.pt`` is whole at every moment. Where the file system has no hard links,
+the old file is renamed instead; a crash between the two renames then leaves no ``last.pt`` but a
+whole ``last.prev.pt``, and the next save leaves that one alone.
 
 Resuming reads with :func:`load_latest`: ``last.pt`` when it loads and holds every key the caller
 needs; otherwise a warning names the damaged (or missing) file and ``last.prev.pt`` is read instead,
@@ -50,12 +51,25 @@ def atomic_save(obj: Any, path: str | Path, keep_previous: bool = False) -> Path
             f.flush()
             os.fsync(f.fileno())
         if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+            _keep(path, previous_path(path))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
+
+
+def _keep(path: Path, previous: Path) -> None:
+    """``previous`` becomes the file at ``path`` while ``path`` stays in place (a hard link, renamed
+    over the old ``previous``); where links are not supported, ``path`` is renamed to it."""
+    link = previous.with_name(f".{previous.name}.{os.getpid()}.tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+    except OSError:
+        os.replace(path, previous)
+        return
+    os.replace(link, previous)
 
 
 def previous_path(path: str | Path) -> Path:
