@@ -161,12 +161,12 @@ def _config(args) -> None:
     task = get_task(args.task)
     rows = [row for row in describe_keys(run_config_type(task)) if not row[0].startswith("model")]
     fixed = {*task.model_keys(task.data_config.model_construct(), None).fixed, *task.fitted_keys}
-    model = [
+    rows.append(("model.name", "str", repr(task.default_model), "a registered model"))
+    rows += [
         (key, kind, "(set by the data)" if key[6:] in fixed else default, text)
         for key, kind, default, text in describe_keys(config_class(task.default_model), "model.")
+        if key != "model.name"
     ]
-    rows += [(k, t, repr(task.default_model), "a registered model") if k == "model.name" else (k, t, d, x)
-             for k, t, d, x in model]  # fmt: skip
     rows = [row for row in rows if row[0] != "data.kind"]  # the task sets it
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     print(f"keys of a {task.name!r} run config (override any as KEY=VALUE after the config file):")
