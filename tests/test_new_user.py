@@ -85,7 +85,7 @@ def test_cli_train_overwrite(tmp_path, capsys):
 # ---- Ctrl-C, a closed pipe, --debug ---------------------------------------------------------------
 
 
-def test_ctrl_c_says_where_the_last_checkpoint_is_and_resume_continues(tmp_path):
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(tmp_path):
     path = sine_config(tmp_path, epochs=100_000, checkpoint_every=1)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
