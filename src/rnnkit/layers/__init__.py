@@ -1,5 +1,7 @@
-"""Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM."""
+"""Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM;
+attention over a padded sequence."""
 
+from rnnkit.layers.attention import AdditiveAttention, MultiplicativeAttention, build_attention
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.minimal import MinGRU, MinLSTM
 from rnnkit.layers.recurrent import Recurrent, RNNOutput
@@ -11,11 +13,14 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "AdditiveAttention",
     "Bidirectional",
     "MinGRU",
     "MinLSTM",
+    "MultiplicativeAttention",
     "RNNOutput",
     "Recurrent",
     "Stacked",
     "Streamer",
+    "build_attention",
 ]
