@@ -192,3 +192,103 @@ def xz_bits_per_character(text: str) -> float:
     if not text:
         raise DataError("xz_bits_per_character needs a non-empty text")
     return 8 * len(lzma.compress(text.encode("utf-8"), format=lzma.FORMAT_XZ, preset=9)) / len(text)
+
+
+# ---- sequences: seq2seq and tagging ---------------------------------------------------------------
+
+
+def _optional(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise DataError(f"these metrics need {package}: pip install 'rnnkit[{extra}]'") from None
+
+
+def sequence_metrics(
+    hypotheses: list[list[str]], references: list[list[list[str]]], join: str = " "
+) -> dict[str, float]:
+    """How far output token sequences are from their references; each example may have several.
+
+    - ``sequence_error_rate``: the share of outputs equal to none of their references (in
+      grapheme-to-phoneme work, the "word error rate": each example is a word);
+    - ``token_error_rate``: Levenshtein edits (rapidfuzz) from each output to its closest reference,
+      summed, over those references' tokens summed ("phoneme error rate" for phonemes, "word error
+      rate" in speech and translation, where a token is a word);
+    - ``char_error_rate``: the same over the characters of the tokens joined by ``join``;
+    - ``bleu``: corpus BLEU (sacrebleu, its default 13a tokenisation, all references used), 0-100.
+    """
+    if not hypotheses or len(hypotheses) != len(references):
+        raise DataError(
+            f"sequence metrics need one or more outputs, each with references; got "
+            f"{len(hypotheses)} outputs and {len(references)} reference lists"
+        )
+    if any(not refs for refs in references):
+        raise DataError("every output needs at least one reference")
+    distance = _optional("rapidfuzz.distance", "seq2seq").Levenshtein.distance
+    wrong = token_edits = token_total = char_edits = char_total = 0
+    for hypothesis, refs in zip(hypotheses, references, strict=True):
+        wrong += all(list(hypothesis) != list(ref) for ref in refs)
+        edits, ref = min((distance(hypothesis, ref), ref) for ref in refs)
+        token_edits, token_total = token_edits + edits, token_total + len(ref)
+        text, texts = join.join(hypothesis), [join.join(r) for r in refs]
+        edits, ref_text = min((distance(text, r), r) for r in texts)
+        char_edits, char_total = char_edits + edits, char_total + len(ref_text)
+    sacrebleu = _optional("sacrebleu", "seq2seq")
+    width = max(map(len, references))
+    streams = [[join.join(refs[i]) if i < len(refs) else "" for refs in references] for i in range(width)]
+    bleu = sacrebleu.corpus_bleu([join.join(h) for h in hypotheses], streams).score
+    return {
+        "sequence_error_rate": wrong / len(hypotheses),
+        "token_error_rate": token_edits / max(token_total, 1),
+        "char_error_rate": char_edits / max(char_total, 1),
+        "bleu": float(bleu),
+        "examples": len(hypotheses),
+    }
+
+
+def nearest_neighbour_outputs(train_sources: list[str], train_targets: list, sources: list[str]) -> list:
+    """For each source, the target of the training source nearest to it in Levenshtein distance
+    (rapidfuzz, ties to the first): a translation-memory baseline that needs no model."""
+    rapidfuzz = _optional("rapidfuzz", "seq2seq")
+    from rapidfuzz.distance import Levenshtein
+
+    outputs = []
+    for start in range(0, len(sources), 512):
+        block = rapidfuzz.process.cdist(
+            sources[start : start + 512],
+            train_sources,
+            scorer=Levenshtein.distance,
+            dtype=np.int32,
+            workers=-1,
+        )  # (b, N_train)
+        outputs += [train_targets[i] for i in block.argmin(1)]
+    return outputs
+
+
+def tagging_metrics(
+    true: list[list[str]], predicted: list[list[str]], scheme: str | None
+) -> dict[str, float]:
+    """Token accuracy; with a BIO or BIOES ``scheme``, entity-level precision, recall and F1 as well
+    (seqeval in strict mode: an entity counts when its type and both boundaries are right)."""
+    if len(true) != len(predicted) or any(len(t) != len(p) for t, p in zip(true, predicted, strict=False)):
+        raise DataError("tagging metrics need one predicted tag per true tag, sentence by sentence")
+    total = sum(map(len, true))
+    if not total:
+        raise DataError("tagging metrics need at least one tagged token")
+    right = sum(a == b for t, p in zip(true, predicted, strict=True) for a, b in zip(t, p, strict=True))
+    metrics = {"accuracy": right / total, "tokens": total, "sentences": len(true)}
+    if scheme is None:
+        return metrics
+    seqeval = _optional("seqeval.metrics", "tagging")
+    schemes = _optional("seqeval.scheme", "tagging")
+    mode = {"BIO": schemes.IOB2, "BIOES": schemes.IOBES}[scheme]
+    options = {"mode": "strict", "scheme": mode, "zero_division": 0}
+    metrics.update(
+        precision=float(seqeval.precision_score(true, predicted, **options)),
+        recall=float(seqeval.recall_score(true, predicted, **options)),
+        f1=float(seqeval.f1_score(true, predicted, **options)),
+    )
+    return metrics

@@ -7,6 +7,7 @@ from rnnkit.data.batch import Batch, Stream, stack_pairs
 from rnnkit.data.corpus import TokenStream, corpus_chunks, encode_corpus
 from rnnkit.data.datasets import TextDataset, pad_collate
 from rnnkit.data.labels import LabelledTexts, Labels
+from rnnkit.data.pairs import PairDataset, TextPairs, pad_pairs, read_pairs
 from rnnkit.data.readers import read_class_folders, read_labelled, read_text, require_texts
 from rnnkit.data.sampling import bucket_order, padding_fraction
 from rnnkit.data.scalers import (
@@ -38,12 +39,14 @@ __all__ = [
     "LabelledTexts",
     "Labels",
     "MinMaxScaler",
+    "PairDataset",
     "RobustScaler",
     "Scaler",
     "StandardScaler",
     "Stream",
     "TextCodec",
     "TextDataset",
+    "TextPairs",
     "TokenStream",
     "Vocab",
     "WordTokenizer",
@@ -53,9 +56,11 @@ __all__ = [
     "make_scaler",
     "noisy_sine",
     "pad_collate",
+    "pad_pairs",
     "padding_fraction",
     "read_class_folders",
     "read_labelled",
+    "read_pairs",
     "read_text",
     "read_vectors",
     "require_texts",
