@@ -1,0 +1,31 @@
+"""Decoding: sampling text from a language model, and greedy or beam search for encoder-decoders.
+
+- :mod:`rnnkit.decoding.sampling`: ``generate``, ``generate_text``, ``sample_next`` and the top-k
+  and top-p filters, for anything called ``model(tokens, state) -> (logits, state)``;
+- :mod:`rnnkit.decoding.search`: ``greedy_search`` and ``beam_search``, batched, for anything with
+  ``encode`` and ``decode_step`` (:class:`rnnkit.models.seq2seq.Seq2Seq`).
+"""
+
+from rnnkit.decoding.sampling import (
+    Codec,
+    Generation,
+    generate,
+    generate_text,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
+from rnnkit.decoding.search import Hypothesis, beam_search, greedy_search
+
+__all__ = [
+    "Codec",
+    "Generation",
+    "Hypothesis",
+    "beam_search",
+    "generate",
+    "generate_text",
+    "greedy_search",
+    "sample_next",
+    "top_k_filter",
+    "top_p_filter",
+]
