@@ -48,32 +48,39 @@ def greedy_search(
 ) -> list[list[Hypothesis]]:
     """The most likely token at every step, one Hypothesis per example (``normalized``: score / n)."""
     _check_options(max_len=max_len)
+    limits = _limits(source, lengths, max_len)
     with _inference(model):
-        memory = model.encode(source, lengths)
-        limits = _limits(source, lengths, max_len)
-        B, eos = source.shape[0], model.config.eos_id
-        tokens, state = source.new_full((B,), model.config.bos_id), memory.state
-        steps, scores, weights = [], [], []
-        done = torch.zeros(B, dtype=torch.bool, device=source.device)
-        for t in range(max(limits)):
-            logits, state, step_weights = model.decode_step(tokens, state, memory)
-            score, tokens = torch.log_softmax(logits.float(), -1).max(-1)  # (B,), (B,)
-            steps.append(tokens)
-            scores.append(score)
-            weights.append(step_weights)
-            done |= (tokens == eos) | (t + 1 >= torch.as_tensor(limits, device=tokens.device))
-            if bool(done.all()):
-                break
-        ids, log_probs = torch.stack(steps, 1).tolist(), torch.stack(scores, 1)  # (B, N) each
-        attention = None if weights[0] is None else torch.stack(weights, 1).float().cpu()  # (B, N, S)
-        hypotheses = []
-        for b, row in enumerate(ids):
-            n = min(row.index(eos) + 1 if eos in row else len(row), limits[b])
-            score = float(log_probs[b, :n].sum())
-            length = n - 1 if row[n - 1] == eos else n
-            att = None if attention is None else attention[b, :length]
-            hypotheses.append([Hypothesis(row[:length], score, score / n, att)])
+        ids, log_probs, attention = _greedy_steps(model, source, lengths, limits)
+    eos, hypotheses = model.config.eos_id, []
+    for b, row in enumerate(ids):
+        n = min(row.index(eos) + 1 if eos in row else len(row), limits[b])  # tokens scored
+        score = float(log_probs[b, :n].sum())
+        length = n - 1 if row[n - 1] == eos else n
+        att = None if attention is None else attention[b, :length]
+        hypotheses.append([Hypothesis(row[:length], score, score / n, att)])
     return hypotheses
+
+
+def _greedy_steps(model, source: Tensor, lengths, limits: list[int]) -> tuple:
+    """Argmax decoding until every example has reached eos or its limit: ids (B, N) as lists,
+    their log-probabilities (B, N) and the attention weights (B, N, S) or None, on the CPU."""
+    memory = model.encode(source, lengths)
+    B, eos = source.shape[0], model.config.eos_id
+    tokens, state = source.new_full((B,), model.config.bos_id), memory.state
+    last = torch.as_tensor(limits, device=source.device) - 1  # (B,): each example's last step
+    done = torch.zeros(B, dtype=torch.bool, device=source.device)
+    steps, scores, weights = [], [], []
+    for t in range(max(limits)):
+        logits, state, step_weights = model.decode_step(tokens, state, memory)
+        score, tokens = torch.log_softmax(logits.float(), -1).max(-1)  # (B,), (B,)
+        steps.append(tokens)
+        scores.append(score)
+        weights.append(step_weights)
+        done |= (tokens == eos) | (last <= t)
+        if bool(done.all()):
+            break
+    attention = None if weights[0] is None else torch.stack(weights, 1).float().cpu()  # (B, N, S)
+    return torch.stack(steps, 1).tolist(), torch.stack(scores, 1).cpu(), attention
 
 
 def beam_search(
@@ -154,10 +161,12 @@ class _Beam:
 
     def _finish_eos(self, t: int, top: Tensor, origin: Tensor, token: Tensor) -> None:
         """Put aside the candidates ending in eos among each example's K best."""
-        for b, r in (token == self.eos).nonzero().tolist():
-            score = float(top[b, r])
-            if not self.done[b] and score > -math.inf:
-                self._add(b, int(origin[b, r]), score, t, t + 1)
+        hits = (token == self.eos).nonzero().tolist()
+        if hits:
+            top, origin = top.tolist(), origin.tolist()
+        for b, r in hits:
+            if not self.done[b] and top[b][r] > -math.inf:
+                self._add(b, origin[b][r], top[b][r], t, t + 1)
 
     def _finish_at_limit(self, t: int) -> None:
         """Examples whose max_len is reached: their open beams finish without eos."""

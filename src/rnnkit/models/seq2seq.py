@@ -280,7 +280,10 @@ class Seq2Seq(nn.Module):
             self.batches_seen += 1
         return loss, None
 
-    def _step(self, tokens: Tensor, state: DecoderState, memory: Memory, masks: list) -> tuple:
+    def _step(
+        self, tokens: Tensor, state: DecoderState, memory: Memory, masks: list[Tensor | None]
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One decoder step (module docs); masks: each cell's recurrent-dropout mask (B, H) or None."""
         x = self.embedding_dropout(self.target_embedding(tokens))  # (B, E)
         if state.feed is not None:
             x = torch.cat([x, state.feed], -1)  # (B, E + H)
