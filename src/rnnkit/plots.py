@@ -130,10 +130,29 @@ def plot_attention(
     return _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def plot_alignments(
+    panels: Sequence[tuple[Sequence[str], Sequence[str], Sequence[Sequence[float]]]],
+    path: str | Path,
+    title: str = "Attention: where the decoder looked for each output token",
+) -> Path:
+    """One heat map per example: source tokens along x, output tokens along y, weights (T_out, S)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.8), squeeze=False)
+    for ax, (source, output, weights) in zip(axes[0], panels, strict=True):
+        image = ax.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(source)), source, fontsize=8)
+        ax.set_yticks(range(len(output)), output, fontsize=8)
+        ax.set(xlabel="source", ylabel="output")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.02, label="weight")
+    fig.suptitle(title)
+    return _save(fig, path, tight=False)
+
+
+def _save(fig, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     fig.clf()
     import matplotlib.pyplot as plt

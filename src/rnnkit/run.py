@@ -92,7 +92,7 @@ def resolve_model(
             raise ConfigError(f"{where(key)}: model.{key} is fixed by the data ({what}): drop model.{key}")
     fixed = dict(keys.fixed)
     if prepared is None:
-        fixed.update({key: 2 for key in task.fitted_keys})  # stand-ins, valid for every model taking them
+        fixed.update({key: task.stand_ins.get(key, 2) for key in task.fitted_keys})
     else:
         task.check_model(config.model, prepared)
     for key, value in fixed.items():

@@ -83,13 +83,15 @@ def _parser() -> argparse.ArgumentParser:
         "predict",
         "predict with a bundle: forecasts, labels of texts, ...",
         "What the bundle's task predicts: forecasters, the forecast at the model's horizon from INPUT "
-        "(a table); classifiers, the label of each --text, of each text in INPUT (a .csv/.tsv/.jsonl "
-        "table's text column, or a text file's lines), or of each line of standard input.",
+        "(a table); text models (classifiers, taggers, seq2seq), the output for each --text, each text in "
+        "INPUT (a table's text or source column, or a text file's lines), or each line of standard input.",
     )
     predict.add_argument("bundle", type=Path)
     predict.add_argument("input", type=Path, nargs="?", help="a table or a text file")
-    predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    predict.add_argument("--json", action="store_true", help="JSON lines with every class's probability")
+    predict.add_argument("--text", action="append", help="an input text (repeatable)")
+    predict.add_argument("--json", action="store_true", help="JSON lines with everything predicted")
+    predict.add_argument("--beam-width", type=int, help="seq2seq: beam search width (1: greedy)")
+    predict.add_argument("--n-best", type=int, help="seq2seq: the n best outputs of each input")
 
     generate = command(
         "generate",
@@ -201,16 +203,13 @@ def _predict(args) -> None:
 
     predictor = rnnkit.load(args.bundle)
     inputs = args.text or (args.input if args.input is not None else _stdin_lines())
-    results = predictor.predict(inputs)
+    options = {"beam_width": args.beam_width, "n_best": args.n_best}
+    results = predictor.predict(inputs, **{k: v for k, v in options.items() if v is not None})
     if hasattr(results, "to_csv"):  # a table, e.g. a forecast
         print(results.to_csv(index=False), end="")
         return
     for result in results:
-        if args.json or not isinstance(result, dict) or "label" not in result:
-            print(json.dumps(result, default=str))
-        else:
-            label = "|".join(result["label"]) if isinstance(result["label"], list) else result["label"]
-            print(f"{label}\t{result['probability']:.3f}\t{result.get('text', '')}")
+        print(json.dumps(result, default=str) if args.json else predictor.format(result))
 
 
 def _stdin_lines() -> list[str]:

@@ -1,12 +1,14 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
-Importing this package registers every built-in model ("forecaster", "classifier", "language_model").
+Importing this package registers every built-in model ("forecaster", "classifier", "language_model",
+"seq2seq").
 """
 
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
 from rnnkit.models.registry import build_model, config_class, model_config, model_names, register_model
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 __all__ = [
     "ClassifierConfig",
@@ -15,6 +17,8 @@ __all__ = [
     "ForecasterConfig",
     "LanguageModel",
     "LanguageModelConfig",
+    "Seq2Seq",
+    "Seq2SeqConfig",
     "SequenceClassifier",
     "build_model",
     "config_class",

@@ -18,6 +18,7 @@ _BUILT_IN = {
     "forecast": "rnnkit.tasks.forecast",
     "classify": "rnnkit.tasks.classify",
     "language_model": "rnnkit.tasks.language",
+    "seq2seq": "rnnkit.tasks.seq2seq",
 }
 _TASKS: dict[str, Task] = {}
 

@@ -85,6 +85,8 @@ class Task(ABC, Generic[D, P]):
     default_model: ClassVar[str]
     # model keys known only once the data is read (e.g. the vocabulary size) -> what fixes them
     fitted_keys: ClassVar[Mapping[str, str]] = {}
+    # what a fitted key stands at while a config is checked before the data is read (default 2)
+    stand_ins: ClassVar[Mapping[str, Any]] = {}
 
     @abstractmethod
     def prepare(
@@ -157,6 +159,12 @@ class Predictor:
         (a file laid out as the training data)."""
         prepared = self.task.prepare(self.data_config, self.preprocessing, data, batch_size=batch_size)
         return self.task.report(self.task.evaluate(self.model, prepared))
+
+    def format(self, result: Any) -> str:
+        """One result of ``predict`` as the line ``rnnkit predict`` prints (JSON unless a task says)."""
+        import json
+
+        return json.dumps(result, default=str)
 
     def _unsupported(self, verb: str) -> RnnkitError:
         offered = ", ".join(v for v in self.verbs if v not in Predictor.verbs) or "none"

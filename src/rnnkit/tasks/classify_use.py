@@ -18,7 +18,7 @@ import torch
 
 from rnnkit.data import Labels, TextDataset, read_labelled, require_texts
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import DataError, warn_user
+from rnnkit.errors import ConfigError, DataError, warn_user
 from rnnkit.tasks import Predictor
 from rnnkit.tasks.classify import probabilities
 
@@ -90,10 +90,17 @@ class ClassifyPredictor(Predictor):
         """The label of one text (a dict), of each text in a list, or of each text in a file: a
         ``.csv``/``.tsv``/``.jsonl`` table (its text column, as in training) or a text file (one per
         line; blank lines skipped)."""
+        if options:
+            raise ConfigError(f"a classifier's predict takes no options; got {sorted(options)}")
         if isinstance(inputs, str):
             return predict_texts(self.model, [inputs], self.preprocessing)[0]
         texts = self.read(inputs) if isinstance(inputs, Path) else list(inputs)
         return predict_texts(self.model, texts, self.preprocessing)
+
+    def format(self, result: dict[str, Any]) -> str:
+        """label, probability and text, tab-separated (labels of a multi-label text joined by |)."""
+        label = "|".join(result["label"]) if isinstance(result["label"], list) else result["label"]
+        return f"{label}\t{result['probability']:.3f}\t{result.get('text', '')}"
 
     def explain(self, inputs: str, **options) -> dict[str, Any]:
         """The prediction for one text, its tokens, and each token's attention weight (None unless
