@@ -247,7 +247,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: Data) -> dict[str, float]:
-        """Mean loss over ``data`` (weighted by target elements), in eval mode: {"val_loss": ...}."""
+        """Mean loss over ``data`` (weighted by real target elements), in eval mode: {"val_loss": ...}."""
         self.model.eval()
         total = weight = 0.0
         state = None
@@ -262,8 +262,10 @@ class Trainer:
                 state = self._reset_rows(state, batch.reset)
             with self._autocast():
                 loss, state = self.model.loss(inputs, targets, lengths=batch.lengths, state=state)
-            total += loss.item() * targets.numel()
-            weight += targets.numel()
+            # a model's mean loss is over real targets: integer ids of -100 (padding) are not scored
+            count = targets.numel() if targets.is_floating_point() else int((targets != -100).sum())
+            total += loss.item() * count
+            weight += count
             state = state if batch.reset is not None else None
         self.model.train()
         return {"val_loss": total / weight}
