@@ -71,8 +71,8 @@ def _warn_unknown(codec: TextCodec, texts: Sequence[str]) -> None:
 
 @torch.no_grad()
 def align(model: torch.nn.Module, text: str, preprocessing: dict[str, Any], beam_width: int = 5) -> dict:
-    """The best output for ``text``, its tokens and the attention weights (T_out + 1, S): row t is
-    where the decoder looked to emit output token t (the last row, the end symbol)."""
+    """The best output for ``text``, its tokens and the attention weights (T_out, S): row t is where
+    the decoder looked to emit output token t."""
     if getattr(model.config, "attention", "none") == "none":
         raise ConfigError("this model has no attention (model.attention: none): there is nothing to show")
     require_texts([text])
@@ -86,13 +86,13 @@ def align(model: torch.nn.Module, text: str, preprocessing: dict[str, Any], beam
 def plot_alignments(
     model: torch.nn.Module, texts: Sequence[str], preprocessing: dict[str, Any], path: str | Path
 ) -> Path:
-    """A heat map per text: source tokens along x, output tokens (and the end symbol) along y."""
+    """A heat map per text: source tokens along x, output tokens along y."""
     from rnnkit import plots
 
     panels = []
     for text in texts:
         found = align(model, text, preprocessing)
-        panels.append((found["source"], [*found["output"], "</s>"], found["attention"]))
+        panels.append((found["source"], found["output"], found["attention"]))
     return plots.plot_alignments(panels, path)
 
 
@@ -134,7 +134,7 @@ class Seq2SeqPredictor(Predictor):
         return f"{result['text']}\t{result['output']}"
 
     def align(self, inputs: str, **options) -> dict[str, Any]:
-        """One source's best output with its attention weights (rows: output tokens and the end)."""
+        """One source's best output with its attention weights (rows: output tokens)."""
         return align(self.model, inputs, self.preprocessing, self.data_config.beam_width)
 
     def plot(self, inputs: str | Sequence[str], path: str | Path = "attention.png") -> Path:
