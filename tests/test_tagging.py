@@ -6,12 +6,14 @@ import io
 import json
 import random
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
 
 import rnnkit
 import rnnkit.tasks.tagging  # registers the "tag" task
+from rnnkit.cli.main import main
 from rnnkit.data.conll import (
     TagCodec,
     TaggedSentences,
@@ -325,6 +327,14 @@ def test_loaded_bundle_tags_sentences_and_token_lists(trained_tagger):
         predictor.predict([["a b"]])
 
 
+def test_cli_predict_prints_token_slash_tag_lines(trained_tagger, capsys):
+    run, _ = trained_tagger
+    assert main(["predict", str(run / "bundle"), "--text", "met Jordan", "--text", "to Jordan"]) == 0
+    assert capsys.readouterr().out == "met/O Jordan/B-PER\nto/O Jordan/B-LOC\n"
+    assert main(["predict", str(run / "bundle"), "--text", "met Jordan", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [["met", "O"], ["Jordan", "B-PER"]]
+
+
 def test_bundle_evaluates_a_new_file_with_the_saved_baseline(trained_tagger, tmp_path):
     run, _ = trained_tagger
     other = tmp_path / "other.conll"
@@ -398,3 +408,8 @@ def test_wsj_sample_reads_the_sdist_without_extracting_it(tmp_path, monkeypatch)
         ["It", "ran", "."],
     ]
     assert prepared.codec.tags == [".", "DT", "NN", "PRP", "VBD"]
+
+
+def test_the_pos_config_loads():
+    config = load_run_config(Path(__file__).parents[1] / "configs" / "pos_tagging.yaml")
+    assert (config.task, config.data.dataset, config.model["head"]) == ("tag", "wsj_sample", "crf")
