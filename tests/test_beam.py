@@ -1,4 +1,5 @@
-"""Greedy and beam search: width 1 is greedy, order, eos, n-best, batch independence, exactness."""
+"""Greedy and beam search: width 1 is greedy, order, eos, n-best, batch independence, exactness, the
+stopping rule."""
 
 import itertools
 import math
@@ -89,14 +90,15 @@ def test_beam_keeps_finished_hypotheses_aside_and_ranks_them():
 # ---------------------------------------------------------------- a real model
 
 
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
 @pytest.mark.parametrize(
     "options", [{}, {"attention": "none", "cell": "gru"}, {"bidirectional": True, "num_layers": 2}]
 )
-def test_beam_width_one_is_greedy(options):
+def test_beam_width_one_is_greedy(options, length_penalty):
     model = make(**options)
     source, lengths = sources()
     greedy = greedy_search(model, source, lengths)
-    beam = beam_search(model, source, lengths, beam_width=1, length_penalty=0)
+    beam = beam_search(model, source, lengths, beam_width=1, length_penalty=length_penalty)
     for g, b in zip(greedy, beam, strict=True):
         assert g[0].tokens == b[0].tokens
         assert g[0].score == pytest.approx(b[0].score, abs=1e-5)
@@ -150,9 +152,44 @@ def test_beam_search_finds_the_best_sequences_of_brute_force_enumeration():
                     token = torch.tensor([next_token])
                 scores[tokens if last == EOS else (*tokens, last)] = total
     expected = sorted(scores.items(), key=lambda item: -item[1])[:25]
-    found = beam_search(model, source, beam_width=25, max_len=3, length_penalty=0, n_best=25)[0]
+    found = beam_search(
+        model, source, beam_width=25, max_len=3, length_penalty=0, n_best=25, exhaustive=True
+    )[0]
     assert [tuple(h.tokens) for h in found] == [tokens for tokens, _ in expected]
     assert [h.score for h in found] == pytest.approx([score for _, score in expected], abs=1e-5)
+
+
+class Counted(Rigged):
+    """Rigged, counting the decoder steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def decode_step(self, tokens, state, memory):
+        self.steps += 1
+        return super().decode_step(tokens, state, memory)
+
+
+def test_an_example_stops_once_beam_width_finished_and_no_open_beam_scores_better_now():
+    early, exhaustive = Counted(), Counted()
+    source = torch.ones(1, 4, dtype=torch.long)
+    found = beam_search(early, source, beam_width=2, n_best=2)[0]
+    assert early.steps == 3  # eos tops both beams at step 3: two finished, the open ones worse
+    assert [h.tokens for h in found] == [[4, 5], [5, 5]]
+    assert beam_search(exhaustive, source, beam_width=2, n_best=2, exhaustive=True)[0] == found
+    assert exhaustive.steps > 3  # the open beams' bound over max_len=18 still beat the finished ones
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_the_exhaustive_rule_finds_hypotheses_at_least_as_good(length_penalty):
+    model = make()
+    source, lengths = sources()
+    options = dict(beam_width=3, n_best=2, length_penalty=length_penalty)
+    early = beam_search(model, source, lengths, **options)
+    exact = beam_search(model, source, lengths, exhaustive=True, **options)
+    for e, x in zip(early, exact, strict=True):
+        assert all(a.normalized <= b.normalized + 1e-6 for a, b in zip(e, x, strict=True))
 
 
 def test_search_restores_the_mode_and_keeps_no_graph():

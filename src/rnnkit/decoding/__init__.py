@@ -3,9 +3,11 @@
 - :mod:`rnnkit.decoding.sampling`: ``generate``, ``generate_text``, ``sample_next`` and the top-k
   and top-p filters, for anything called ``model(tokens, state) -> (logits, state)``;
 - :mod:`rnnkit.decoding.search`: ``greedy_search`` and ``beam_search``, batched, for anything with
-  ``encode`` and ``decode_step`` (:class:`rnnkit.models.seq2seq.Seq2Seq`).
+  ``encode`` and ``decode_step`` (:class:`rnnkit.models.seq2seq.Seq2Seq`);
+- :mod:`rnnkit.decoding.beam`: the beam search core, over a step function and a state reorder.
 """
 
+from rnnkit.decoding.beam import Hypothesis
 from rnnkit.decoding.sampling import (
     Codec,
     Generation,
@@ -15,7 +17,7 @@ from rnnkit.decoding.sampling import (
     top_k_filter,
     top_p_filter,
 )
-from rnnkit.decoding.search import Hypothesis, beam_search, greedy_search
+from rnnkit.decoding.search import beam_search, greedy_search
 
 __all__ = [
     "Codec",
