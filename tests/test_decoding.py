@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnkit import LSTM
-from rnnkit.decoding import generate, generate_text, sample_next, top_k_filter, top_p_filter
+from rnnkit.decoding import beam_generate, generate, generate_text, sample_next, top_k_filter, top_p_filter
 from rnnkit.errors import ConfigError, DataError, DTypeError, ShapeError
 
 V = 11
@@ -370,3 +370,95 @@ def test_models_breaking_the_protocol_get_shape_errors():
         generate(BatchFirstState(), torch.tensor([[1], [5]]), 5, greedy=True, eos_id=7)
     with pytest.raises(ShapeError, match=r"must return logits \(1, 1, V\) first; got \(1, 8\)"):
         generate(FlatLogits(), torch.tensor([1]), 5)
+
+
+# --- beam search over continuations ------------------------------------------------------------------
+
+
+def rescored(model, prompt, tokens, eos_id=None, banned=()):
+    """The log-probability of ``tokens`` (and eos) after ``prompt`` (T,), re-reading every prefix."""
+    total, seq = 0.0, prompt
+    for token in [*tokens, *([] if eos_id is None else [eos_id])]:
+        with torch.no_grad():
+            logits = model(seq[None])[0][0, -1].index_fill(
+                0, torch.tensor(list(banned), dtype=torch.long), -math.inf
+            )
+        total += float(torch.log_softmax(logits, -1)[token])
+        seq = torch.cat([seq, torch.tensor([token])])
+    return total
+
+
+@pytest.mark.parametrize("options", [{}, dict(eos_id=3, banned=(0, 1)), dict(banned=(5,))])
+def test_beam_of_width_one_is_greedy_generation(model, options):
+    prompt = prompts()
+    greedy = generate(model, prompt, 12, greedy=True, **options).tokens
+    for length_penalty in (0.0, 1.0):
+        found = beam_generate(model, prompt, 12, beam_width=1, length_penalty=length_penalty, **options)
+        for row, hypotheses in zip(greedy.tolist(), found, strict=True):
+            eos = options.get("eos_id")
+            assert hypotheses[0].tokens == (row[: row.index(eos)] if eos in row else row)
+
+
+def test_beams_come_best_first_distinct_scored_as_rereading_with_banned_ids_never_chosen(model):
+    prompt, banned = prompts(batch=2), (0, 1, 2)
+    found = beam_generate(model, prompt, 6, beam_width=4, n_best=4, eos_id=3, banned=banned)
+    for row, hypotheses in zip(prompt, found, strict=True):
+        assert [h.normalized for h in hypotheses] == sorted((h.normalized for h in hypotheses), reverse=True)
+        assert len({tuple(h.tokens) for h in hypotheses}) == 4
+        for h in hypotheses:
+            assert not set(h.tokens) & set(banned) and h.attention is None
+            eos = 3 if len(h.tokens) < 6 else None
+            assert h.score == pytest.approx(rescored(model, row, h.tokens, eos, banned), abs=1e-9)
+
+
+def test_beam_over_a_batch_of_prompts_gives_each_prompt_alone(model):
+    prompt = prompts(batch=3, length=4)
+    together = beam_generate(model, prompt, 8, beam_width=3, n_best=2, eos_id=5)
+    for row in range(3):
+        alone = beam_generate(model, prompt[row], 8, beam_width=3, n_best=2, eos_id=5)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[row]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in together[row]], abs=1e-9)
+
+
+def test_beam_reads_the_prompt_once_carries_the_state_and_stops_at_eos():
+    prompt = torch.tensor([[1, 2], [4, 4]])
+    found = beam_generate(Counter(), prompt, 20, beam_width=2, eos_id=7)
+    assert [h[0].tokens for h in found] == [[3, 4, 5, 6], [5, 6]]
+    counter = Counter()
+    beam_generate(counter, prompt, 20, beam_width=1, eos_id=7)
+    # a probe for V, the prompt but its last token, then a step per token: 5 to the first row's eos
+    assert counter.calls == [(1, 1), (2, 1)] + [(2, 1)] * 5
+
+
+def test_beam_continues_from_a_given_state(model):
+    prompt = prompts(batch=2, length=6)
+    with torch.no_grad():
+        _, state = model(prompt[:, :4])
+    carried = beam_generate(model, prompt[:, 4:], 7, beam_width=3, state=state)
+    whole = beam_generate(model, prompt, 7, beam_width=3)
+    assert [h[0].tokens for h in carried] == [h[0].tokens for h in whole]
+
+
+def test_generate_text_by_beam_search_and_its_errors():
+    assert generate_text(Counter(), Letters(), "b", 20, beam_width=3, eos_id=7) == "cdefg"
+    with pytest.raises(ConfigError, match=r"beam search \(beam_width=3\) samples nothing: drop top_k, seed"):
+        generate_text(Counter(), Letters(), "b", 5, beam_width=3, top_k=2, seed=0)
+    with pytest.raises(ConfigError, match=r"max_tokens must be an integer >= 1 for beam search, got 0"):
+        beam_generate(Counter(), torch.tensor([1]), 0)
+    with pytest.raises(ConfigError, match=r"n_best must be an integer in \[1, beam_width=2\], got 3"):
+        beam_generate(Counter(), torch.tensor([1]), 4, beam_width=2, n_best=3)
+
+
+class DictState(Counter):
+    def forward(self, tokens, state=None):
+        logits, read = super().forward(tokens, None if state is None else state["read"])
+        return logits, {"read": read}
+
+
+def test_beam_refuses_states_it_cannot_reorder():
+    with pytest.raises(ShapeError, match=r"batch \(2\) along dim 1, as \(L, B, H\); .* shape \(2, 1\)"):
+        beam_generate(BatchFirstState(), torch.tensor([[1, 2], [5, 6]]), 5, beam_width=2)
+    with pytest.raises(
+        ShapeError, match=r"tensors \(L, B, H\), \(named\) tuples or lists of them, or None; .*dict"
+    ):
+        beam_generate(DictState(), torch.tensor([[1, 2]]), 5, beam_width=2)

@@ -6,9 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import rnnkit
 from rnnkit.bundle import load_bundle, save_bundle
 from rnnkit.cells import LSTMState, RNNState
 from rnnkit.config import validate
+from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.layers.regularization import EmbeddingDropout, LockedDropout, weight_dropped
 from rnnkit.models import LanguageModel, LanguageModelConfig, build_model
@@ -240,3 +242,20 @@ def test_state_of_the_wrong_kind_is_refused():
         make(cell="lstm")(tokens(), RNNState(torch.zeros(2, 3, 8)))
     with pytest.raises(ShapeError, match=r"L\*K = 2"):
         make(cell="gru")(tokens(), RNNState(torch.zeros(3, 3, 8)))
+
+
+# ---------------------------------------------------------------- the predictor's generate
+
+
+def test_predictor_generates_by_beam_search_and_width_one_is_greedy(tmp_path):
+    codec = TextCodec.fit(["the cat sat on the mat."], level="char")
+    model = make(vocab_size=len(codec.vocab)).eval()
+    config = {"task": "language_model", "data": {"path": "corpus.txt"}, "model": model.config.model_dump()}
+    save_bundle(tmp_path / "lm", model, config, {"codec": codec.state_dict()})
+    predictor = rnnkit.load(tmp_path / "lm")
+    greedy = predictor.generate("the c", 12, greedy=True)
+    assert predictor.generate("the c", 12, beam_width=1) == greedy
+    best = predictor.generate("the c", 12, beam_width=4)
+    assert best.startswith("the c") and "<unk>" not in best and len(best) <= len("the c") + 12
+    with pytest.raises(ConfigError, match=r"beam search \(beam_width=4\) samples nothing: drop temperature"):
+        predictor.generate("the c", 12, beam_width=4, temperature=0.5)

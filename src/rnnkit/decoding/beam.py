@@ -1,6 +1,7 @@
 """The beam search core, over a step function and a state reorder, batched over examples.
 
-:func:`rnnkit.decoding.beam_search` (encoder-decoders) is an adapter that gives it three things:
+:func:`rnnkit.decoding.beam_search` (encoder-decoders) and :func:`rnnkit.decoding.beam_generate`
+(language models) are adapters that give it three things:
 
 - ``step(tokens (N,), state) -> (logits (N, V), state, weights (N, S) or None)``, N = B * K rows,
   the beams of example b in rows b*K .. b*K + K - 1;

@@ -1,4 +1,5 @@
-"""Text generation from a prompt: greedy, temperature, top-k and top-p (nucleus) sampling.
+"""Text generation from a prompt: greedy, temperature, top-k and top-p (nucleus) sampling; and the
+best continuation by beam search (``generate_text(..., beam_width=k)``).
 
 The model is anything with ``model(tokens (B, T) long, state=None) -> (logits (B, T, V), state)``
 that takes its state back. ``generate`` reads the prompt once, in one forward over all its tokens,
@@ -11,6 +12,7 @@ Example::
     out.tokens  # (20,) the new ids; a (B, T) prompt gives (B, N)
     more = generate(model, out.tokens[-1:], 20, state=out.state, seed=1)  # carry on
     text = generate_text(model, codec, "The cat sat on the", 50, temperature=0.8, seed=0)
+    best = generate_text(model, codec, "The cat sat on the", 50, beam_width=5)  # deterministic
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import ConfigError, DataError, DTypeError, ShapeError
+from rnnkit.decoding.prompts import check_prompt, check_vocab, to_model_device
+from rnnkit.decoding.search import beam_generate
+from rnnkit.errors import ConfigError, DataError, ShapeError
 
 
 class Codec(Protocol):
@@ -140,11 +144,8 @@ def generate(
     _check_sampling(temperature, top_k, top_p)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ConfigError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
-    tokens = _check_prompt(prompt)  # (B, T)
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else tokens.device
-    tokens = tokens.to(device)
-    B = tokens.shape[0]
+    tokens = to_model_device(model, check_prompt(prompt))  # (B, T)
+    B, device = tokens.shape[0], tokens.device
     if max_tokens == 0:
         return Generation(tokens.new_empty((B, 0) if prompt.dim() == 2 else (0,)), state)
     generator = torch.Generator(device=device)
@@ -159,7 +160,7 @@ def generate(
     model.eval()
     try:
         with torch.inference_mode():
-            _check_vocab(model, tokens, eos_id)
+            check_vocab(model, tokens, eos_id)
             out, state = _decode(model, tokens, max_tokens, eos_id, state, options)
     finally:
         model.train(was_training)
@@ -179,15 +180,25 @@ def generate_text(
     eos_id: int | None = None,
     seed: int | None = None,
     banned: Sequence[int] = (),
+    beam_width: int | None = None,
 ) -> str:
     """The text that follows ``prompt`` (the continuation only, up to and without ``eos_id``);
-    ``banned`` ids are never generated."""
+    ``banned`` ids are never generated. With ``beam_width`` k: the most likely continuation a beam
+    of k finds (:func:`rnnkit.decoding.beam_generate`, length penalty 1) instead of a sample, so the
+    sampling options must keep their defaults."""
     ids = codec.encode(prompt)
     if len(ids) == 0:
         raise DataError(f"the prompt {prompt!r} encodes to no tokens; give a prompt with some text")
+    tokens = torch.tensor(ids, dtype=torch.long)
+    if beam_width is not None:
+        _check_no_sampling(
+            beam_width, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed
+        )
+        found = beam_generate(model, tokens, max_tokens, beam_width=beam_width, eos_id=eos_id, banned=banned)
+        return codec.decode(found[0][0].tokens)
     out = generate(
         model,
-        torch.tensor(ids, dtype=torch.long),
+        tokens,
         max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -237,40 +248,14 @@ def _keep_rows(done: Tensor, old: Any, new: Any) -> Any:
     return new
 
 
-def _check_prompt(prompt: Any) -> Tensor:
-    """prompt (T,) or (B, T) of integer ids >= 0 -> (B, T) long."""
-    if not isinstance(prompt, Tensor):
-        raise DTypeError(f"prompt must be a tensor of token ids, got {type(prompt).__name__}")
-    if prompt.dtype == torch.bool or prompt.is_floating_point() or prompt.is_complex():
-        raise DTypeError(f"prompt must hold integer token ids, got dtype {prompt.dtype}: pass torch.long")
-    if prompt.dim() not in (1, 2):
-        raise ShapeError(f"prompt must be (T,) or (B, T); got shape {tuple(prompt.shape)}")
-    if prompt.numel() == 0:
-        raise DataError(
-            f"prompt is empty (shape {tuple(prompt.shape)}); give at least one token, e.g. the begin symbol"
+def _check_no_sampling(beam_width: int, **options) -> None:
+    defaults = {"temperature": 1.0, "top_k": None, "top_p": None, "greedy": False, "seed": None}
+    given = [name for name, value in options.items() if value != defaults[name]]
+    if given:
+        raise ConfigError(
+            f"beam search (beam_width={beam_width}) samples nothing: drop {', '.join(given)}, "
+            "or drop beam_width to sample"
         )
-    if int(prompt.min()) < 0:
-        raise DataError(
-            f"prompt ids must be >= 0, got {int(prompt.min())}: encode the text with the vocabulary"
-        )
-    return prompt.long().reshape(-1, prompt.shape[-1])
-
-
-def _check_vocab(model: nn.Module, tokens: Tensor, eos_id: int | None) -> None:
-    """Prompt ids and eos_id must lie in [0, V); V comes from the logits of one token 0."""
-    # Probed before reading the prompt: an out-of-range id in an embedding is a device assert on GPU.
-    logits, _ = model(tokens.new_zeros(1, 1), None)
-    if not isinstance(logits, Tensor) or logits.dim() != 3 or logits.shape[:2] != (1, 1):
-        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ShapeError(f"model(tokens (1, 1)) must return logits (1, 1, V) first; got {got}")
-    V = logits.shape[-1]
-    if (top := int(tokens.max())) >= V:
-        raise DataError(
-            f"prompt id {top} lies outside the model's vocabulary of {V} tokens (ids 0..{V - 1}): "
-            "encode the prompt with the vocabulary the model was trained with"
-        )
-    if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < V):
-        raise ConfigError(f"eos_id must be a token id in [0, {V}), got {eos_id!r}")
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:

@@ -1,16 +1,21 @@
-"""Greedy and beam search for encoder-decoders, batched over examples.
+"""Greedy and beam search, batched over examples: for encoder-decoders, and for language models
+continuing a prompt.
 
     hypotheses = beam_search(model, source, lengths, beam_width=5, n_best=3)
     hypotheses[b][0].tokens       # example b's best output: ids without bos, cut before eos
     greedy = greedy_search(model, source, lengths)
+    continuations = beam_generate(lm, prompt, max_tokens=20, beam_width=4, eos_id=3)
 
-The model is anything with (see :class:`rnnkit.models.seq2seq.Seq2Seq`):
+An encoder-decoder is anything with (see :class:`rnnkit.models.seq2seq.Seq2Seq`):
 
 - ``model.encode(source (B, S), lengths) -> memory``, with ``memory.state`` the decoder's start
   and ``memory.select(index)`` the rows ``index`` of the batch;
 - ``model.decode_step(tokens (B,), state, memory) -> (logits (B, V), state, weights (B, S) or None)``,
   with ``state.select(index)`` likewise;
 - ``model.config.bos_id`` and ``model.config.eos_id``.
+
+A language model is called ``model(tokens (B, T), state) -> (logits (B, T, V), state)``, its state
+tensors (L, B, H) with the batch along dim 1, alone or in (named) tuples, None for its start.
 
 Scores, ranking and the stopping rule are those of :func:`rnnkit.decoding.beam.run`: ``score`` sums
 the log-probabilities, eos included; beam search ranks by score / n ** length_penalty, n the tokens
@@ -21,6 +26,7 @@ and restore the model's mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,7 +34,8 @@ from torch import Tensor, nn
 
 from rnnkit.decoding import beam
 from rnnkit.decoding.beam import Hypothesis, beam_rows, check_options, inference, positive_int
-from rnnkit.errors import ConfigError
+from rnnkit.decoding.prompts import check_prompt, check_vocab, to_model_device
+from rnnkit.errors import ConfigError, ShapeError
 
 
 def greedy_search(
@@ -102,6 +109,70 @@ def beam_search(
         tokens = source.new_full(rows.shape, c.bos_id)  # (B*K,)
         limits = _limits(source, lengths, max_len)
         return beam.run(step, lambda state, index: state.select(index), memory.state, tokens, limits, options)
+
+
+def beam_generate(
+    model: nn.Module,
+    prompt: Tensor,
+    max_tokens: int,
+    *,
+    beam_width: int = 5,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    eos_id: int | None = None,
+    state: Any = None,
+    banned: Sequence[int] = (),
+) -> list[list[Hypothesis]]:
+    """The ``n_best`` best continuations of each row of ``prompt`` (T,) or (B, T), best first.
+
+    The prompt is read once from ``state`` (None: the model's start), its last token fed with the
+    state carried, as :func:`rnnkit.decoding.generate` does; then the B * beam_width beams step
+    together. A continuation ends at ``eos_id`` (not in its tokens) or after ``max_tokens`` tokens
+    (eos counted); ``banned`` ids are never chosen. Hypothesis tokens are the new ids only.
+    Stopping rule and ranking: :func:`beam_search`'s. ``beam_width=1`` is greedy ``generate``.
+    """
+    check_options(beam_width=beam_width, n_best=n_best, length_penalty=length_penalty)
+    if not positive_int(max_tokens):
+        raise ConfigError(f"max_tokens must be an integer >= 1 for beam search, got {max_tokens!r}")
+    tokens = to_model_device(model, check_prompt(prompt))  # (B, T)
+    (B, T), K = tokens.shape, beam_width
+    options = beam.Options(K, length_penalty, n_best, False, eos_id, banned)
+    with inference(model):
+        check_vocab(model, tokens, eos_id)
+        if T > 1:
+            _, state = model(tokens[:, :-1], state)  # fields (L, B, H)
+        rows = beam_rows(B, K, tokens.device)  # (B*K,)
+        state = _state_rows(state, rows, B)
+
+        def step(last: Tensor, state: Any) -> tuple:
+            logits, state = model(last[:, None], state)  # (B*K, 1, V)
+            return logits[:, -1], state, None
+
+        def select(state: Any, index: Tensor) -> Any:
+            return _state_rows(state, index, B * K)
+
+        return beam.run(step, select, state, tokens[:, -1].index_select(0, rows), [max_tokens] * B, options)
+
+
+def _state_rows(state: Any, rows: Tensor, batch: int) -> Any:
+    """The rows ``rows`` of a language model's state of ``batch`` rows: tensors along dim 1."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        if state.dim() < 2 or state.shape[1] != batch:
+            raise ShapeError(
+                f"state tensors must have the batch ({batch}) along dim 1, as (L, B, H); "
+                f"got shape {tuple(state.shape)}"
+            )
+        return state.index_select(1, rows)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_state_rows(s, rows, batch) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_state_rows(s, rows, batch) for s in state)
+    raise ShapeError(
+        f"a language model's state must be tensors (L, B, H), (named) tuples or lists of them, or None; "
+        f"got {type(state).__name__}"
+    )
 
 
 def _limits(source: Tensor, lengths, max_len: int | None) -> list[int]:

@@ -2,9 +2,10 @@
 
     predictor = rnnkit.load("runs/char_lm/bundle")
     predictor.generate("And God said", max_tokens=200, top_p=0.9, seed=1)
+    predictor.generate("And God said", max_tokens=50, beam_width=5)   # the most likely continuation
 
-The prompt is read once; the continuation never holds ``<unk>`` (or padding and framing symbols):
-those ids are never sampled. A prompt with characters or words outside the vocabulary still runs
+The prompt is read once; the continuation never holds ``<unk>`` (or padding and begin symbols):
+those ids are never chosen. A prompt with characters or words outside the vocabulary still runs
 (they are read as ``<unk>``), with a warning that names them.
 """
 
@@ -35,9 +36,12 @@ class LanguageModelPredictor(Predictor):
         top_p: float | None = None,
         greedy: bool = False,
         seed: int | None = None,
+        beam_width: int | None = None,
     ) -> str:
-        """The prompt and up to ``max_tokens`` tokens after it: greedy, or sampled with
-        ``temperature``, ``top_k`` and ``top_p``; the same ``seed`` gives the same text."""
+        """The prompt and up to ``max_tokens`` tokens after it, ending early at ``<eos>``: greedy, or
+        sampled with ``temperature``, ``top_k`` and ``top_p`` (the same ``seed`` gives the same
+        text), or with ``beam_width`` k the most likely continuation a beam of k finds (the sampling
+        options must then keep their defaults)."""
         unknown = list(dict.fromkeys(self.codec.unknown(prompt)))
         if unknown:
             names = ", ".join(repr(t) for t in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
@@ -56,7 +60,9 @@ class LanguageModelPredictor(Predictor):
             top_p=top_p,
             greedy=greedy,
             seed=seed,
+            eos_id=vocab.eos_id,
             banned=(vocab.pad_id, vocab.unk_id, vocab.bos_id),
+            beam_width=beam_width,
         )
         joiner = " " if self.codec.level == "word" and text and not text[0].isspace() else ""
         return prompt + joiner + text
