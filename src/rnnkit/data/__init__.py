@@ -4,6 +4,16 @@ Importing this package loads neither pandas nor ``tokenizers``: the functions th
 """
 
 from rnnkit.data.batch import Batch, Stream, stack_pairs
+from rnnkit.data.conll import (
+    TagCodec,
+    TaggedDataset,
+    TaggedSentences,
+    check_scheme,
+    read_conll,
+    to_bio,
+    to_bioes,
+    write_conll,
+)
 from rnnkit.data.corpus import TokenStream, corpus_chunks, encode_corpus
 from rnnkit.data.datasets import TextDataset, pad_collate
 from rnnkit.data.labels import LabelledTexts, Labels
@@ -44,6 +54,9 @@ __all__ = [
     "Scaler",
     "StandardScaler",
     "Stream",
+    "TagCodec",
+    "TaggedDataset",
+    "TaggedSentences",
     "TextCodec",
     "TextDataset",
     "TextPairs",
@@ -51,6 +64,7 @@ __all__ = [
     "Vocab",
     "WordTokenizer",
     "bucket_order",
+    "check_scheme",
     "corpus_chunks",
     "encode_corpus",
     "make_scaler",
@@ -59,6 +73,7 @@ __all__ = [
     "pad_pairs",
     "padding_fraction",
     "read_class_folders",
+    "read_conll",
     "read_labelled",
     "read_pairs",
     "read_text",
@@ -70,5 +85,8 @@ __all__ = [
     "sliding_windows",
     "split_by_time",
     "stack_pairs",
+    "to_bio",
+    "to_bioes",
     "tokenizer_from_state",
+    "write_conll",
 ]

@@ -1,8 +1,9 @@
 """Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM;
-attention over a padded sequence."""
+attention over a padded sequence; a linear-chain CRF."""
 
 from rnnkit.layers.attention import AdditiveAttention, MultiplicativeAttention, build_attention
 from rnnkit.layers.bidirectional import Bidirectional
+from rnnkit.layers.crf import CRF, Constraints, scheme_constraints
 from rnnkit.layers.minimal import MinGRU, MinLSTM
 from rnnkit.layers.recurrent import Recurrent, RNNOutput
 from rnnkit.layers.rnn import GRU, LSTM, RNN
@@ -10,11 +11,13 @@ from rnnkit.layers.stacked import Stacked
 from rnnkit.layers.streaming import Streamer
 
 __all__ = [
+    "CRF",
     "GRU",
     "LSTM",
     "RNN",
     "AdditiveAttention",
     "Bidirectional",
+    "Constraints",
     "MinGRU",
     "MinLSTM",
     "MultiplicativeAttention",
@@ -23,4 +26,5 @@ __all__ = [
     "Stacked",
     "Streamer",
     "build_attention",
+    "scheme_constraints",
 ]

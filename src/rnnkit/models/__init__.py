@@ -1,7 +1,7 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "classifier", "language_model",
-"seq2seq").
+"seq2seq", "tagger").
 """
 
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
@@ -9,6 +9,7 @@ from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
 from rnnkit.models.registry import build_model, config_class, model_config, model_names, register_model
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
 __all__ = [
     "ClassifierConfig",
@@ -20,6 +21,8 @@ __all__ = [
     "Seq2Seq",
     "Seq2SeqConfig",
     "SequenceClassifier",
+    "SequenceTagger",
+    "TaggerConfig",
     "build_model",
     "config_class",
     "model_config",

@@ -19,6 +19,7 @@ _BUILT_IN = {
     "classify": "rnnkit.tasks.classify",
     "language_model": "rnnkit.tasks.language",
     "seq2seq": "rnnkit.tasks.seq2seq",
+    "tag": "rnnkit.tasks.tagging",
 }
 _TASKS: dict[str, Task] = {}
 
