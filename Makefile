@@ -47,4 +47,4 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
-	for b in recurrent mingru streaming long_sequences startup; do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done
+	for b in recurrent mingru streaming long_sequences startup g2p; do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

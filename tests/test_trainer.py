@@ -206,6 +206,21 @@ def test_activation_checkpointing_equals_full_bptt(k):
     assert_weights_equal(snapshot(checkpointed), snapshot(full))
 
 
+def test_activation_checkpointing_refuses_what_it_cannot_cut_along_time():
+    """A padded batch (lengths) or one target per sequence would be cut into nonsense: refused."""
+    x, y = sequences(3, 7)
+
+    def with_lengths(examples):
+        inputs, targets = stack_pairs(examples)[:2]
+        return Batch(inputs, targets, torch.full((len(examples),), 7))
+
+    checkpointed = Trainer(make(), config(checkpoint_activations=3, batch_size=3), collate=with_lengths)
+    with pytest.raises(ConfigError, match=r"checkpoint_activations cuts a batch along time.*lengths"):
+        checkpointed.fit(TensorDataset(x, y))
+    with pytest.raises(ConfigError, match=r"targets of shape \(3, 1\)"):
+        Trainer(make(), config(checkpoint_activations=3, batch_size=3)).fit(TensorDataset(x, y[:, -1]))
+
+
 def test_tbptt_and_activation_checkpointing_together_is_a_config_error():
     with pytest.raises(ConfigError, match=r"set train.tbptt .* or train.checkpoint_activations .*, not both"):
         validate(TrainConfig, {"tbptt": 5, "checkpoint_activations": 5})

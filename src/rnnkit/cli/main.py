@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--greedy", action="store_true", help="always the most likely token")
     generate.add_argument("--seed", type=int, default=None, help="for repeatable samples")
     generate.add_argument("--samples", type=int, default=1, help="how many continuations")
+    generate.add_argument(
+        "--beam-width", type=int, default=None, help="the most likely continuation by a beam this wide"
+    )
 
     info = command("info", "describe a bundle: task, verbs, model config, metrics, files")
     info.add_argument("bundle", type=Path)
@@ -232,10 +235,14 @@ def _stdin_lines() -> list[str]:
 def _generate(args) -> None:
     import rnnkit
 
+    if args.beam_width is not None and args.samples > 1:
+        raise RnnkitError("--beam-width gives the one most likely continuation: drop --samples")
     predictor = rnnkit.load(args.bundle)
     for i in range(args.samples):
         seed = None if args.seed is None else args.seed + i
         options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
+        if args.beam_width is not None:
+            options = {"beam_width": args.beam_width}
         print(predictor.generate(args.prompt, args.max_tokens, seed=seed, **options))
 
 

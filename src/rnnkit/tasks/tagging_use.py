@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rnnkit.data.conll import TagCodec, TaggedSentences
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
 from rnnkit.tasks.tagging import predict_ids
 
@@ -66,6 +66,8 @@ class TaggingPredictor(Predictor):
     ) -> list[tuple[str, str]] | list[list[tuple[str, str]]]:
         """The (token, tag) pairs of one sentence (a string), or of each sentence in a list (strings or
         token lists) or in a text file (one sentence a line, blank lines skipped)."""
+        if options:
+            raise ConfigError(f"a tagger's predict takes no options; got {sorted(options)}")
         if isinstance(inputs, str):
             return tag_sentences(self.model, [inputs], self.preprocessing)[0]
         sentences = self.read(inputs) if isinstance(inputs, Path) else list(inputs)

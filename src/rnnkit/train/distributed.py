@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from rnnkit.errors import ConfigError
 from rnnkit.runtime import select_device
 
 
@@ -75,6 +76,13 @@ class LossModule(nn.Module):
         k, T = self.checkpoint_every, inputs.shape[1]
         if k is None or k >= T or not torch.is_grad_enabled():
             return self.model.loss(inputs, targets, lengths=lengths, state=state)
+        if lengths is not None or targets.dim() < 2 or targets.shape[1] != T:
+            raise ConfigError(
+                "train.checkpoint_activations cuts a batch along time, so it needs equal-length sequences "
+                f"with a target per step (B, T, ...), T = {T}; this batch has "
+                f"{'lengths' if lengths is not None else f'targets of shape {tuple(targets.shape)}'}: "
+                "drop train.checkpoint_activations"
+            )
         total = 0.0
         for x, y in zip(inputs.split(k, 1), targets.split(k, 1), strict=True):
             loss, state = checkpoint(self._chunk, x, y, state, use_reentrant=False)
