@@ -16,6 +16,7 @@ from rnnkit.data import PairDataset, pad_pairs, read_pairs
 from rnnkit.errors import DataError, ShapeError
 from rnnkit.metrics import nearest_neighbour_outputs, sequence_metrics, tagging_metrics
 from rnnkit.run import load_run_config, train_run
+from rnnkit.tasks import seq2seq
 from rnnkit.tasks.seq2seq import PairDataConfig, cmudict_pairs, split_by_source
 
 LETTERS = "abcdef"
@@ -244,3 +245,33 @@ def test_bad_configs_fail_before_any_data_is_read(tmp_path):
         load_run_config(_config(tmp_path, {}))
     with pytest.raises(ConfigError, match="source_vocab_size is fixed by the data"):
         load_run_config(_config(tmp_path, {"path": "x.tsv"}, source_vocab_size=10))
+
+
+def test_bleu_ignores_missing_references_and_texts_are_detokenized():
+    outputs = [["a", "b"], ["x", "y", "z", "w"]]
+    references = [[["a", "b", "c", "d", "e", "f"]], [["x", "y", "z", "w"], ["x", "y", "z", "w", "v"]]]
+    assert sequence_metrics(outputs, references)["bleu"] < 60  # a short output pays the brevity penalty
+    characters = sequence_metrics([list("abc")], [[list("abd")]], detokenize="".join)
+    assert characters["char_error_rate"] == characters["token_error_rate"] == pytest.approx(1 / 3)
+
+
+def test_sources_that_read_alike_share_a_part_and_a_share_is_at_least_one():
+    config = PairDataConfig(path="x.tsv", test=0.1, validation=0.1, lower=True)
+    train, validation, test = split_by_source(["Apple", "apple", "b", "c", "d"], config, has_test=False)
+    assert len(test) == len(validation) == 1 and len(train) == 2
+    assert "Apple" not in set().union(train, validation, test)  # keys are lower-cased: one "apple"
+
+
+def test_a_test_file_is_tested_only_on_unseen_sources(tmp_path, pairs_tsv):
+    seen = pairs_tsv.read_text().splitlines()[:3]
+    (tmp_path / "test.tsv").write_text("\n".join([*seen, "zzzz\tZ Z Z Z"]) + "\n")
+    config = PairDataConfig(path=str(pairs_tsv), test_path=str(tmp_path / "test.tsv"))
+    with pytest.warns(UserWarning, match="3 pairs of .* have a source the training data has"):
+        prepared = seq2seq.prepare(config)
+    assert prepared.test_sources == ["zzzz"]
+    (tmp_path / "test.tsv").write_text("\n".join(seen) + "\n")
+    with (
+        pytest.raises(DataError, match="test part holds no pairs: every source of"),
+        pytest.warns(UserWarning),
+    ):
+        seq2seq.prepare(config)

@@ -358,6 +358,8 @@ def test_config_errors_name_the_key(tmp_path, ner_file):
         load_run_config(_tagging_config(tmp_path, {}))
     with pytest.raises(ConfigError, match=r"model.num_tags is fixed by the data \(the tags of the data\)"):
         load_run_config(_tagging_config(tmp_path, {"path": str(ner_file)}, num_tags=3))
+    with pytest.raises(ConfigError, match=r"model.scheme is fixed by the data \(data.scheme\)"):
+        load_run_config(_tagging_config(tmp_path, {"path": str(ner_file)}, scheme="BIO"))
     config = load_run_config(_tagging_config(tmp_path, {"path": str(ner_file)}, char_embedding_dim=4))
     with pytest.raises(
         ConfigError, match=r"model.char_embedding_dim 4 reads each word's characters, .* data.max"

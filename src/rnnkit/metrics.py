@@ -208,7 +208,7 @@ def _optional(module: str, extra: str):
 
 
 def sequence_metrics(
-    hypotheses: list[list[str]], references: list[list[list[str]]], join: str = " "
+    hypotheses: list[list[str]], references: list[list[list[str]]], detokenize=" ".join
 ) -> dict[str, float]:
     """How far output token sequences are from their references; each example may have several.
 
@@ -217,8 +217,9 @@ def sequence_metrics(
     - ``token_error_rate``: Levenshtein edits (rapidfuzz) from each output to its closest reference,
       summed, over those references' tokens summed ("phoneme error rate" for phonemes, "word error
       rate" in speech and translation, where a token is a word);
-    - ``char_error_rate``: the same over the characters of the tokens joined by ``join``;
-    - ``bleu``: corpus BLEU (sacrebleu, its default 13a tokenisation, all references used), 0-100.
+    - ``char_error_rate``: the same over the characters of the texts, ``detokenize(tokens)`` (pass
+      the target tokeniser's: "".join for characters, the subword decoder for bpe);
+    - ``bleu``: corpus BLEU of those texts (sacrebleu, its 13a tokenisation, all references), 0-100.
     """
     if not hypotheses or len(hypotheses) != len(references):
         raise DataError(
@@ -233,13 +234,13 @@ def sequence_metrics(
         wrong += all(list(hypothesis) != list(ref) for ref in refs)
         edits, ref = min((distance(hypothesis, ref), ref) for ref in refs)
         token_edits, token_total = token_edits + edits, token_total + len(ref)
-        text, texts = join.join(hypothesis), [join.join(r) for r in refs]
+        text, texts = detokenize(hypothesis), [detokenize(r) for r in refs]
         edits, ref_text = min((distance(text, r), r) for r in texts)
         char_edits, char_total = char_edits + edits, char_total + len(ref_text)
     sacrebleu = _optional("sacrebleu", "seq2seq")
-    width = max(map(len, references))
-    streams = [[join.join(refs[i]) if i < len(refs) else "" for refs in references] for i in range(width)]
-    bleu = sacrebleu.corpus_bleu([join.join(h) for h in hypotheses], streams).score
+    width = max(map(len, references))  # sacrebleu skips None where a source has fewer references
+    streams = [[detokenize(refs[i]) if i < len(refs) else None for refs in references] for i in range(width)]
+    bleu = sacrebleu.corpus_bleu([detokenize(h) for h in hypotheses], streams).score
     return {
         "sequence_error_rate": wrong / len(hypotheses),
         "token_error_rate": token_edits / max(token_total, 1),
@@ -256,9 +257,9 @@ def nearest_neighbour_outputs(train_sources: list[str], train_targets: list, sou
     from rapidfuzz.distance import Levenshtein
 
     outputs = []
-    for start in range(0, len(sources), 512):
+    for start in range(0, len(sources), 128):  # (128, N_train) int32 distances at a time
         block = rapidfuzz.process.cdist(
-            sources[start : start + 512],
+            sources[start : start + 128],
             train_sources,
             scorer=Levenshtein.distance,
             dtype=np.int32,

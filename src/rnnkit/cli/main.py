@@ -241,8 +241,8 @@ def _generate(args) -> None:
     for i in range(args.samples):
         seed = None if args.seed is None else args.seed + i
         options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
-        if args.beam_width is not None:
-            options = {"beam_width": args.beam_width}
+        if args.beam_width is not None:  # sampling options given with it are refused by generate
+            options["beam_width"] = args.beam_width
         print(predictor.generate(args.prompt, args.max_tokens, seed=seed, **options))
 
 

@@ -54,7 +54,8 @@ def read_pairs(
       "source" and "target"); a ``.tsv`` is read as a table too when the columns are named.
     - otherwise (``.tsv``, ``.txt``, ...): one ``source<TAB>target`` pair a line, no header.
 
-    Blank lines are skipped (in aligned files, only where both are blank). Raises DataError naming
+    Spaces around each side are dropped. Blank lines are skipped (in aligned files, only where both
+    are blank). Raises DataError naming
     the lines with no tab, more than one tab, or an empty side, and files of different lengths.
     """
     path = Path(path)
@@ -67,7 +68,7 @@ def read_pairs(
         table = read_labelled(path, source_column or "source", target_column or "target", encoding)
         if any(isinstance(target, list) for target in table.labels):
             raise DataError(f"{path.name}: column {target_column or 'target'!r} holds lists; give texts")
-        return TextPairs(table.texts, list(table.labels), str(path))
+        return TextPairs([t.strip() for t in table.texts], [t.strip() for t in table.labels], str(path))
     if source_column or target_column:
         raise DataError(
             f"{path.name}: columns are named only in .csv, .tsv and .jsonl tables; a {suffix or 'plain'} "
@@ -77,8 +78,8 @@ def read_pairs(
     for number, line in enumerate(_decoded(path, encoding).split("\n"), 1):
         if not line.strip():
             continue
-        fields = line.rstrip("\r").split("\t")
-        if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) != 2 or not all(fields):
             bad.append(number)
             continue
         sources.append(fields[0])
@@ -100,9 +101,9 @@ def _aligned(path: Path, target_path: Path, encoding: str) -> TextPairs:
             f"{path.name} has {len(lines[0])} lines but {target_path.name} has {len(lines[1])}: aligned "
             "files need one target line per source line"
         )
-    pairs = [(n, s.rstrip("\r"), t.rstrip("\r")) for n, (s, t) in enumerate(zip(*lines, strict=True), 1)]
-    pairs = [(n, s, t) for n, s, t in pairs if s.strip() or t.strip()]
-    one_sided = [n for n, s, t in pairs if not (s.strip() and t.strip())]
+    pairs = [(n, s.strip(), t.strip()) for n, (s, t) in enumerate(zip(*lines, strict=True), 1)]
+    pairs = [(n, s, t) for n, s, t in pairs if s or t]
+    one_sided = [n for n, s, t in pairs if not (s and t)]
     if one_sided:
         raise DataError(
             f"{path.name} and {target_path.name}: lines {_some(one_sided)} are blank on one side only: "

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from rnnkit.config import Config
 from rnnkit.data.pairs import PairDataset, TextPairs, pad_pairs, read_pairs
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import DataError
+from rnnkit.errors import DataError, warn_user
 from rnnkit.files import cache_dir, locked
 from rnnkit.metrics import nearest_neighbour_outputs, sequence_metrics
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
@@ -128,12 +128,19 @@ class PairPrepared(Prepared):
     test_references: list[list[str]]  # every target of that source
 
 
+def source_key(config: PairDataConfig):
+    """What makes two sources the same to the model: their text, lower-cased when ``data.lower``."""
+    return str.lower if config.lower else str
+
+
 def split_by_source(sources: list[str], config: PairDataConfig, has_test: bool) -> tuple[set, set, set]:
-    """Seeded training, validation and test sets of distinct sources."""
-    distinct = list(dict.fromkeys(sources))
+    """Seeded training, validation and test sets of distinct sources (by :func:`source_key`); a
+    non-zero share is at least one source."""
+    distinct = list(dict.fromkeys(map(source_key(config), sources)))
     order = np.random.default_rng(config.split_seed).permutation(len(distinct))
-    n_test = 0 if has_test else round(len(distinct) * config.test)
-    n_val = round((len(distinct) - n_test) * config.validation)
+    share = lambda fraction, n: max(1, round(n * fraction)) if fraction else 0  # noqa: E731
+    n_test = 0 if has_test else share(config.test, len(distinct))
+    n_val = share(config.validation, len(distinct) - n_test)
     if len(distinct) - n_test - n_val < 1:
         raise DataError(
             f"{len(distinct)} distinct sources leave none for training after the test ({config.test}) "
@@ -156,11 +163,23 @@ def prepare(
     else:
         everything = read_config_pairs(config)
         separate = read_config_pairs(config, config.test_path) if config.test_path else None
+        key = source_key(config)
         parts = split_by_source(everything.sources, config, separate is not None)
-        train, validation, test = (_take(everything, part) for part in parts)
+        train, validation, test = (_take(everything, part, key) for part in parts)
         if separate is not None:  # a source in both files would be tested on what the model learnt
-            seen = set(train.sources) | set(validation.sources)
-            test = _take(separate, {s for s in separate.sources if s not in seen})
+            seen = {key(s) for s in (*train.sources, *validation.sources)}
+            test = _take(separate, {key(s) for s in separate.sources} - seen, key)
+            dropped = len(separate.sources) - len(test.sources)
+            if dropped:
+                warn_user(
+                    f"{dropped} pairs of {config.test_path} have a source the training data has: not tested"
+                )
+        if not test.sources:
+            raise DataError(
+                f"the test part holds no pairs: every source of {config.test_path} is in the training data"
+                if separate is not None
+                else "the test part holds no pairs: give more pairs or raise data.test"
+            )
     if preprocessing is None:
         fit = partial(TextCodec.fit, min_freq=config.min_freq, bpe_vocab_size=config.bpe_vocab_size)
         max_size = {"max_size": config.max_vocab} if config.max_vocab else {}
@@ -171,9 +190,10 @@ def prepare(
         source_codec = TextCodec.from_state(preprocessing["source_codec"])
         target_codec = TextCodec.from_state(preprocessing["target_codec"])
     encode = partial(_dataset, source_codec=source_codec, target_codec=target_codec)
-    references: dict[str, list[str]] = {}
+    key, shown, references = source_key(config), {}, {}  # each distinct source once, with every target
     for source, target in zip(test.sources, test.targets, strict=True):
-        references.setdefault(source, []).append(target)
+        shown.setdefault(key(source), source)
+        references.setdefault(key(source), []).append(target)
     limits = config.max_source_length, config.max_target_length
     return PairPrepared(
         train=encode(train, limits=limits) if train.sources else None,
@@ -186,13 +206,13 @@ def prepare(
         source_codec=source_codec,
         target_codec=target_codec,
         train_pairs=train,
-        test_sources=list(references),
+        test_sources=list(shown.values()),
         test_references=list(references.values()),
     )
 
 
-def _take(pairs: TextPairs, sources: set) -> TextPairs:
-    rows = [i for i, s in enumerate(pairs.sources) if s in sources]
+def _take(pairs: TextPairs, keys: set, key) -> TextPairs:
+    rows = [i for i, s in enumerate(pairs.sources) if key(s) in keys]
     return TextPairs([pairs.sources[i] for i in rows], [pairs.targets[i] for i in rows], pairs.origin)
 
 
@@ -225,8 +245,9 @@ def decode_texts(
     n_best: int = 1,
     batch_size: int = 256,
 ) -> list[list[tuple[list[str], float, Any]]]:
-    """Per source, the ``n_best`` outputs as (target tokens, total log-probability, attention (T, S)),
-    best first; sources are decoded in batches of similar length."""
+    """Per source, the ``n_best`` outputs as (target tokens, total log-probability, attention (T, S_max)),
+    best first; sources are decoded in batches of similar length, S_max the longest source in the
+    batch (columns past a source's end are zero)."""
     from rnnkit.decoding import beam_search, greedy_search
 
     device = next(model.parameters()).device
@@ -255,8 +276,9 @@ def decode_texts(
 
 def evaluate(model: torch.nn.Module, prepared: PairPrepared, beam_width: int, length_penalty: float) -> dict:
     """Edit rates and BLEU of beam search and greedy decoding, and of the nearest training source."""
-    tokenize = prepared.target_codec.tokenize
+    tokenize, detokenize = prepared.target_codec.tokenize, prepared.target_codec.tokenizer.detokenize
     references = [[tokenize(t) for t in targets] for targets in prepared.test_references]
+    score = partial(sequence_metrics, references=references, detokenize=detokenize)
     sources = prepared.test_sources
     results: dict[str, Any] = {"part": prepared.part, "examples": len(sources), "beam_width": beam_width}
     for key, width in {"model": beam_width, "greedy": 1}.items():
@@ -265,11 +287,11 @@ def evaluate(model: torch.nn.Module, prepared: PairPrepared, beam_width: int, le
         outputs = decode_texts(
             model, sources, prepared.source_codec, prepared.target_codec, width, length_penalty
         )
-        results[key] = sequence_metrics([found[0][0] for found in outputs], references)
+        results[key] = score([found[0][0] for found in outputs])
     train = prepared.train_pairs
     if train.sources:
         nearest = nearest_neighbour_outputs(train.sources, train.targets, sources)
-        results["nearest_source"] = sequence_metrics([tokenize(t) for t in nearest], references)
+        results["nearest_source"] = score([tokenize(t) for t in nearest])
     return results
 
 
@@ -331,8 +353,8 @@ class Seq2SeqTask(Task[PairDataConfig, PairPrepared]):
 
         if getattr(model.config, "attention", "none") == "none":
             return []
-        sources = prepared.test_sources[:4]
-        return [plot_alignments(model, sources, prepared.preprocessing, out_dir / "attention.png")]
+        sources, width = prepared.test_sources[:4], config.beam_width
+        return [plot_alignments(model, sources, prepared.preprocessing, out_dir / "attention.png", width)]
 
     def predictor(self, bundle) -> Predictor:
         from rnnkit.tasks.seq2seq_use import Seq2SeqPredictor

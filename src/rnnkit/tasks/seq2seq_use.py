@@ -84,14 +84,18 @@ def align(model: torch.nn.Module, text: str, preprocessing: dict[str, Any], beam
 
 
 def plot_alignments(
-    model: torch.nn.Module, texts: Sequence[str], preprocessing: dict[str, Any], path: str | Path
+    model: torch.nn.Module,
+    texts: Sequence[str],
+    preprocessing: dict[str, Any],
+    path: str | Path,
+    beam_width: int = 5,
 ) -> Path:
     """A heat map per text: source tokens along x, output tokens along y."""
     from rnnkit import plots
 
     panels = []
     for text in texts:
-        found = align(model, text, preprocessing)
+        found = align(model, text, preprocessing, beam_width)
         panels.append((found["source"], found["output"], found["attention"]))
     return plots.plot_alignments(panels, path)
 
@@ -133,14 +137,15 @@ class Seq2SeqPredictor(Predictor):
             return "\n".join(f"{result['text']}\t{o['output']}\t{o['score']:.4f}" for o in result["outputs"])
         return f"{result['text']}\t{result['output']}"
 
-    def align(self, inputs: str, **options) -> dict[str, Any]:
+    def align(self, inputs: str, beam_width: int | None = None) -> dict[str, Any]:
         """One source's best output with its attention weights (rows: output tokens)."""
-        return align(self.model, inputs, self.preprocessing, self.data_config.beam_width)
+        width = self.data_config.beam_width if beam_width is None else beam_width
+        return align(self.model, inputs, self.preprocessing, width)
 
     def plot(self, inputs: str | Sequence[str], path: str | Path = "attention.png") -> Path:
         """Attention heat maps of the given sources, one panel each, written to ``path``."""
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        return plot_alignments(self.model, texts, self.preprocessing, path)
+        return plot_alignments(self.model, texts, self.preprocessing, path, self.data_config.beam_width)
 
     def read(self, path: Path) -> list[str]:
         """The sources of a file: the source side of a pairs file, or its non-blank lines."""

@@ -307,7 +307,10 @@ class TaggingTask(Task[TaggingDataConfig, TaggingPrepared]):
         "vocab_size": "the vocabulary of the training words",
         "num_tags": "the tags of the data",
         "char_vocab_size": "the characters of the training words; 0 without data.max_word_length",
+        "tags": "the tags of the data",
+        "scheme": "data.scheme",
     }
+    stand_ins: ClassVar = {"tags": None, "scheme": None}
 
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> TaggingPrepared:
         return prepare(config, preprocessing, path)
