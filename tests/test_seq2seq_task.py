@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import pytest
 import torch
@@ -275,3 +276,14 @@ def test_a_test_file_is_tested_only_on_unseen_sources(tmp_path, pairs_tsv):
         pytest.warns(UserWarning),
     ):
         seq2seq.prepare(config)
+
+
+def test_a_bundle_missing_its_codecs_is_refused_by_name(trained, tmp_path):
+    run, _ = trained
+    damaged = tmp_path / "bundle"
+    shutil.copytree(run / "bundle", damaged)
+    preprocessing = json.loads((damaged / "preprocessing.json").read_text())
+    del preprocessing["target_codec"]
+    (damaged / "preprocessing.json").write_text(json.dumps(preprocessing))
+    with pytest.raises(DataError, match=r"preprocessing\.json lacks target_codec, which a seq2seq"):
+        rnnkit.load(damaged)

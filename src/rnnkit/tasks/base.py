@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from rnnkit.config import Config
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import DataError, RnnkitError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,6 +87,8 @@ class Task(ABC, Generic[D, P]):
     fitted_keys: ClassVar[Mapping[str, str]] = {}
     # what a fitted key stands at while a config is checked before the data is read (default 2)
     stand_ins: ClassVar[Mapping[str, Any]] = {}
+    # what a bundle's preprocessing must hold for the predictor (checked when a bundle is loaded)
+    preprocessing_keys: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def prepare(
@@ -143,6 +145,12 @@ class Predictor:
         self.task, self.bundle = task, bundle
         self.model = bundle.model
         self.preprocessing = bundle.preprocessing
+        missing = [key for key in task.preprocessing_keys if key not in (bundle.preprocessing or {})]
+        if missing:
+            raise DataError(
+                f"{bundle.path}/preprocessing.json lacks {', '.join(missing)}, which a {task.name} model "
+                "needs: the bundle is damaged; save it again (rnnkit train, or copy it whole)"
+            )
         self.data_config = task.data_config(**bundle.config["data"])
 
     def __repr__(self) -> str:

@@ -318,6 +318,7 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
     name = "classify"
     data_config = TextDataConfig
     default_model = "classifier"
+    preprocessing_keys = ("codec", "labels")
     fitted_keys: ClassVar = {
         "vocab_size": "the vocabulary fitted on the training texts",
         "num_classes": "the labels",

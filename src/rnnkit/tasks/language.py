@@ -339,6 +339,7 @@ class LanguageModelTask(Task[CorpusDataConfig, CorpusPrepared]):
     name = "language_model"
     data_config = CorpusDataConfig
     default_model = "language_model"
+    preprocessing_keys = ("codec",)
     fitted_keys: ClassVar = {"vocab_size": "the vocabulary fitted on the training text"}
 
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> CorpusPrepared:

@@ -323,6 +323,7 @@ class Seq2SeqTask(Task[PairDataConfig, PairPrepared]):
     name = "seq2seq"
     data_config = PairDataConfig
     default_model = "seq2seq"
+    preprocessing_keys = ("source_codec", "target_codec")
     fitted_keys: ClassVar = {
         "source_vocab_size": "the source vocabulary fitted on the training part",
         "target_vocab_size": "the target vocabulary fitted on the training part",

@@ -303,6 +303,7 @@ class TaggingTask(Task[TaggingDataConfig, TaggingPrepared]):
     name = "tag"
     data_config = TaggingDataConfig
     default_model = "tagger"
+    preprocessing_keys = ("codec", "lexicon")
     fitted_keys: ClassVar = {
         "vocab_size": "the vocabulary of the training words",
         "num_tags": "the tags of the data",
