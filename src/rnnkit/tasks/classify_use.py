@@ -91,7 +91,9 @@ class ClassifyPredictor(Predictor):
         ``.csv``/``.tsv``/``.jsonl`` table (its text column, as in training) or a text file (one per
         line; blank lines skipped)."""
         if options:
-            raise ConfigError(f"a classifier's predict takes no options (seq2seq models do); got {sorted(options)}")
+            raise ConfigError(
+                f"a classifier's predict takes no options (seq2seq models do); got {sorted(options)}"
+            )
         if isinstance(inputs, str):
             return predict_texts(self.model, [inputs], self.preprocessing)[0]
         texts = self.read(inputs) if isinstance(inputs, Path) else list(inputs)

@@ -67,7 +67,9 @@ class TaggingPredictor(Predictor):
         """The (token, tag) pairs of one sentence (a string), or of each sentence in a list (strings or
         token lists) or in a text file (one sentence a line, blank lines skipped)."""
         if options:
-            raise ConfigError(f"a tagger's predict takes no options (seq2seq models do); got {sorted(options)}")
+            raise ConfigError(
+                f"a tagger's predict takes no options (seq2seq models do); got {sorted(options)}"
+            )
         if isinstance(inputs, str):
             return tag_sentences(self.model, [inputs], self.preprocessing)[0]
         sentences = self.read(inputs) if isinstance(inputs, Path) else list(inputs)
