@@ -12,11 +12,19 @@ from rnnkit.models import ClassifierConfig, ForecasterConfig, LanguageModelConfi
 from rnnkit.models.encoder import EncoderConfig, RecurrentConfig, build_encoder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-MODEL_OF_TASK = {"forecast": "forecaster", "classify": "classifier", "language_model": "language_model"}
+MODEL_OF_TASK = {
+    "forecast": "forecaster",
+    "classify": "classifier",
+    "language_model": "language_model",
+    "seq2seq": "seq2seq",
+    "tag": "tagger",
+}
 FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
     "classifier": {"vocab_size": 50, "num_classes": 2},
     "language_model": {"vocab_size": 50},
+    "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},
+    "tagger": {"vocab_size": 50, "num_tags": 12, "char_vocab_size": 30},
 }
 RECURRENT = {"cell", "hidden_size", "num_layers", "layer_norm", "init"}
 ENCODER = RECURRENT | {"bidirectional", "nonlinearity", "dropout", "recurrent_dropout", "zoneout"}
