@@ -354,7 +354,8 @@ class Seq2SeqTask(Task[PairDataConfig, PairPrepared]):
 
         if getattr(model.config, "attention", "none") == "none":
             return []
-        sources, width = prepared.test_sources[:4], config.beam_width
+        sources = prepared.test_sources  # four spread over the test part, not four neighbours
+        sources, width = sources[:: max(1, len(sources) // 4)][:4], config.beam_width
         return [plot_alignments(model, sources, prepared.preprocessing, out_dir / "attention.png", width)]
 
     def predictor(self, bundle) -> Predictor:
