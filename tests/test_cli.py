@@ -32,9 +32,11 @@ import torch
 import yaml
 
 from rnnkit.bundle import load_bundle
+from rnnkit.classical import CLASSICAL
 from rnnkit.cli.main import main
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError
+from rnnkit.metrics import BASELINES
 from rnnkit.tasks import forecast, forecast_use
 from rnnkit.train import checkpoint
 
@@ -238,7 +240,7 @@ def test_train_prints_the_metrics_table_and_what_it_wrote(ws):
     assert f"\n{table}\n" in stdout, stdout
     for title in ("value, step 1 ahead:", f"value, step {HORIZON} ahead:", "value, all steps:"):
         assert title in table
-    assert re.search(r"^\s+MAE\s+RMSE\s+MAPE\s+sMAPE\s+MASE\s+coverage$", table, re.MULTILINE), table
+    assert re.search(r"^\s+MAE\s+RMSE\s+MAPE\s+sMAPE\s+MASE\s+coverage\s+rank$", table, re.MULTILINE), table
     for who in ("model", "last value (persistence)", "seasonal naive (1)", "drift", "mean"):
         assert re.search(rf"^  {re.escape(who)}\s+-?\d+\.\d{{3}}", table, re.MULTILINE), who
     last = stdout.splitlines()[-1]
@@ -285,7 +287,7 @@ def test_info_describes_the_bundle(ws, capsys):
     assert info["metrics"]["windows"] == TEST_ORIGINS and info["metrics"]["horizon"] == HORIZON
     assert set(info["metrics"]["value"]) == {"h1", f"h{HORIZON}", "all"}
     for step in info["metrics"]["value"].values():
-        assert set(step) == {"model", "last_value", "seasonal_naive", "drift", "mean"}
+        assert set(step) == {"model", *BASELINES, *CLASSICAL}
         assert {"MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage"} == set(step["model"])
         assert 0 <= step["model"]["coverage"] <= 100
         assert "coverage" not in step["last_value"]

@@ -60,6 +60,7 @@ def config(path, **overrides) -> forecast.SeriesDataConfig:
         validation=B - A,
         scaler="standard",
         season=SEASON,
+        classical=[],  # ARIMA, ETS and Theta: tests/test_classical.py
     )
     return forecast.SeriesDataConfig(**{**options, **overrides})
 
@@ -237,7 +238,7 @@ def test_metrics_table_names_every_row_and_step(evaluated):
     ]:
         assert label in text, label
     header = next(line for line in text.splitlines() if "MAE" in line)
-    assert header.split() == ["MAE", "RMSE", "MAPE", "sMAPE", "MASE"]
+    assert header.split() == ["MAE", "RMSE", "MAPE", "sMAPE", "MASE", "rank"]
     mase = f"{results['value']['h1']['drift']['MASE']:.3f}"
     assert mase in next(line for line in text.splitlines() if line.strip().startswith("drift"))
 
@@ -257,7 +258,7 @@ def test_a_gaussian_model_gets_interval_coverage(csv):
     assert np.all(lower <= point) and np.all(point <= upper)
     text = forecast.metrics_table(results)
     header = next(line for line in text.splitlines() if "MAE" in line)
-    assert header.split()[-1] == "coverage"
+    assert header.split()[-2:] == ["coverage", "rank"]
 
 
 # ---- forecasting new data -----------------------------------------------------------------------

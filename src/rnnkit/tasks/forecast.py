@@ -21,6 +21,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import TensorDataset
 
+from rnnkit.classical import CLASSICAL, classical_forecasts
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
 from rnnkit.data.series import (
@@ -68,6 +69,10 @@ class SeriesDataConfig(Config):
     )
     season: int = Field(
         1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
+    )
+    classical: list[Literal["arima", "ets", "theta"]] = Field(
+        default_factory=lambda: list(CLASSICAL),
+        description="statistical baselines fitted on the training part (statsmodels: rnnkit[stats])",
     )
 
     @field_validator("test", "validation", mode="before")
@@ -157,6 +162,7 @@ class ForecastPrepared(Prepared):
     series: list[Series]  # every series, unscaled
     test_windows: Windows  # the evaluated windows, with each one's series and origin
     bounds: list[tuple[int, int]]  # per series: validation starts at row a, test at row b
+    classical: tuple[str, ...] = ()  # the classical baselines evaluated beside the model
 
 
 def prepare(
@@ -193,6 +199,7 @@ def prepare(
         return ForecastPrepared(
             train=None, validation=None, test=_dataset(test), preprocessing=preprocessing,
             series=all_series, test_windows=test, bounds=bounds, part=part,
+            classical=tuple(config.classical),
         )  # fmt: skip
     validation = cut(bounds) if any(b > a for a, b in bounds) else None
     return ForecastPrepared(
@@ -204,6 +211,7 @@ def prepare(
         test_windows=test,
         bounds=bounds,
         part=f"test part: {len(test.origin)} forecast origins",
+        classical=tuple(config.classical),
     )
 
 
@@ -264,7 +272,8 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
     windows, all_series = prepared.test_windows, prepared.series
     pre = prepared.preprocessing
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
-    H, names = pre["horizon"], pre["columns"]["targets"]
+    H, names, season, bounds = pre["horizon"], pre["columns"]["targets"], pre["season"], prepared.bounds
+    classical = prepared.classical
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
     results: dict[str, Any] = {
         "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"], "skipped": {}
@@ -272,11 +281,13 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
-        for b in BASELINES:
+        for b in (*BASELINES, *classical):
             try:
                 guesses[b] = np.concatenate(
                     [
-                        baseline(b, s.targets[:, j], windows.origin[windows.series == i], H, pre["season"])
+                        _baseline(
+                            b, s.targets[:, j], windows.origin[windows.series == i], bounds[i], H, season
+                        )
                         for i, s in enumerate(all_series)
                         if (windows.series == i).any()
                     ]
@@ -296,6 +307,15 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
     return results
 
 
+def _baseline(name: str, series: np.ndarray, origins: np.ndarray, bounds, horizon: int, season: int):
+    """A naive baseline, or a classical model fitted on the training rows (those before the first
+    origin when the whole table is evaluated)."""
+    if name in BASELINES:
+        return baseline(name, series, origins, horizon, season)
+    fit_end = bounds[0] if bounds[0] > 0 else int(origins.min()) + 1
+    return classical_forecasts(name, series, fit_end, origins, horizon, season)
+
+
 def metrics_table(results: dict[str, Any]) -> str:
     part = results.get("part", f"test part: {results['windows']} forecast origins")
     lines = [f"{part}, horizon {results['horizon']}"]
@@ -306,6 +326,9 @@ def metrics_table(results: dict[str, Any]) -> str:
         "seasonal_naive": f"seasonal naive ({results['season']})",
         "drift": "drift",
         "mean": "mean",
+        "arima": "ARIMA (orders by AIC)",
+        "ets": "ETS (by AIC)",
+        "theta": "Theta",
     }
     for name, per_step in results.items():
         if not isinstance(per_step, dict) or name == "skipped":
@@ -313,11 +336,15 @@ def metrics_table(results: dict[str, Any]) -> str:
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"
             columns = [c for c in ("MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage") if c in rows["model"]]
+            ranks = {
+                who: 1 + sorted(r["MASE"] for r in rows.values()).index(m["MASE"]) for who, m in rows.items()
+            }
             lines.append(f"\n{name}, {title}:")
-            lines.append("  " + f"{'':<28}" + "".join(f"{c:>10}" for c in columns))
+            lines.append("  " + f"{'':<28}" + "".join(f"{c:>10}" for c in columns) + "  rank")
             for who, metrics in rows.items():
                 cells = "".join(f"{metrics[c]:>10.3f}" if c in metrics else f"{'':>10}" for c in columns)
-                lines.append(f"  {labels[who]:<28}{cells}")
+                lines.append(f"  {labels[who]:<28}{cells}{ranks[who]:>6}")
+            lines.append(f"  (rank: by MASE among the {len(rows)} rows)")
     return "\n".join(lines)
 
 
