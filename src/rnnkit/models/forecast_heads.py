@@ -72,8 +72,12 @@ class PointOutput:
         return params
 
     def shift(self, params: Tensor, offset: Tensor) -> Tensor:
-        """Move the value by offset (B, 1, O)."""
+        """Move the value by offset (B, 1, O) or (B, horizon, O)."""
         return params + offset[..., None]
+
+    def rescale(self, params: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
+        """value * scale + offset, scale > 0 and offset (B, 1, O)."""
+        return params * scale[..., None] + offset[..., None]
 
     def check_interval(self, level: float) -> None:
         raise ConfigError(NO_INTERVAL)
@@ -109,8 +113,13 @@ class GaussianOutput:
         return params
 
     def shift(self, params: Tensor, offset: Tensor) -> Tensor:
-        """Move the location (the value or the mean) by offset (B, 1, O); the scale stays."""
+        """Move the location (value or mean) by offset (B, 1, O) or (B, horizon, O); the scale stays."""
         return torch.cat([params[..., :1] + offset[..., None], params[..., 1:]], -1)
+
+    def rescale(self, params: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
+        """The distribution of value * scale + offset: mean * scale + offset, scale * scale (scale > 0)."""
+        mean, spread = params.unbind(-1)
+        return torch.stack([mean * scale + offset, spread * scale], -1)
 
     def check_interval(self, level: float) -> None:
         check_level(level)
@@ -150,8 +159,12 @@ class QuantileOutput:
         return params.sort(-1).values
 
     def shift(self, params: Tensor, offset: Tensor) -> Tensor:
-        """Move every quantile by offset (B, 1, O)."""
+        """Move every quantile by offset (B, 1, O) or (B, horizon, O)."""
         return params + offset[..., None]
+
+    def rescale(self, params: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
+        """Every quantile of value * scale + offset (a scale > 0 keeps their order)."""
+        return params * scale[..., None] + offset[..., None]
 
     def point(self, params: Tensor) -> Tensor:
         return self.sort(params)[..., self.median]  # (B, horizon, O)
@@ -266,3 +279,41 @@ class Bridge(nn.Module):
             both = field.unflatten(0, (self.num_layers, 2)).permute(0, 2, 1, 3).flatten(2)  # (L, B, 2H)
             fields.append(linear(both))  # (L, B, H)
         return type(state)(*fields)
+
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation (Kim et al. 2022) of the target columns, window by window.
+
+    Each window's targets are centred and scaled by their own mean and standard deviation over its
+    observed rows, then by a learned affine map (gamma > 0 per target, kept as log gamma, and beta);
+    the forecast goes back through the inverse. A series that drifts beyond the range of the training
+    part then looks like the windows the model saw, and its level comes back with the forecast.
+    """
+
+    def __init__(self, num_targets: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.log_gamma = nn.Parameter(torch.zeros(num_targets))  # (O,)
+        self.beta = nn.Parameter(torch.zeros(num_targets))  # (O,)
+
+    def statistics(self, window: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """window (B, T, O) -> mean and std (B, 1, O) over each window's first ``lengths`` rows."""
+        if lengths is None:
+            mean = window.mean(1, keepdim=True)
+            var = window.var(1, unbiased=False, keepdim=True)
+        else:
+            T = window.shape[1]
+            mask = (torch.arange(T, device=window.device) < lengths.to(window.device)[:, None])[..., None]
+            count = mask.sum(1, keepdim=True).to(window.dtype)  # (B, 1, 1)
+            mean = (window * mask).sum(1, keepdim=True) / count
+            var = (((window - mean) * mask) ** 2).sum(1, keepdim=True) / count
+        return mean.detach(), (var + self.eps).sqrt().detach()
+
+    def normalise(self, values: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        """values (B, n, O) -> (values - mean) / std * gamma + beta."""
+        return (values - mean) / std * self.log_gamma.exp() + self.beta
+
+    def inverse(self, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+        """(scale, offset), each (B, 1, O), with normalised * scale + offset = the original values."""
+        scale = std / self.log_gamma.exp()
+        return scale, mean - self.beta * scale

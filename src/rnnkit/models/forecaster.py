@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from rnnkit.checks import check_lengths
 from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.models.encoder import EncoderConfig
-from rnnkit.models.forecast_heads import Bridge, Interval, RolloutHead, output_distribution
+from rnnkit.models.forecast_heads import Bridge, Interval, RevIN, RolloutHead, output_distribution
 from rnnkit.models.registry import register_model
 
 
@@ -72,6 +72,10 @@ class ForecasterConfig(EncoderConfig):
     hidden_size: int = Field(64, gt=0)
     loss: Literal["mse", "mae"] = "mse"
     residual: bool = Field(False, description="direct: predict the change from the last observed targets")
+    revin: bool = Field(False, description="normalise each window by its own statistics (RevIN)")
+    highway_window: int = Field(
+        0, ge=0, description="add a linear autoregression on the last n observed targets (LSTNet); 0: none"
+    )
 
     @property
     def num_features(self) -> int:
@@ -118,6 +122,11 @@ class ForecasterConfig(EncoderConfig):
                 f"residual=True applies to strategy='direct' only, got {self.strategy!r}: the rollout "
                 "strategies already read the last observed target; drop residual"
             )
+        if self.highway_window > self.lookback:
+            raise ValueError(
+                f"highway_window={self.highway_window} reads more rows than a window has "
+                f"(lookback={self.lookback}): lower highway_window"
+            )
         if self.strategy == "recursive" and self.bidirectional:
             raise ValueError(
                 "strategy='recursive' needs bidirectional=False: the rollout steps the same RNN forward "
@@ -158,6 +167,8 @@ class Forecaster(nn.Module):
             self.head = nn.Linear(self.encoder.output_size + config.horizon * C, config.horizon * O * P)
         else:
             self.head = RolloutHead(config.hidden_size, O, self.output, config.teacher_forcing)
+        self.revin = RevIN(O) if config.revin else None
+        self.highway = nn.Linear(config.highway_window, config.horizon) if config.highway_window else None
         if config.strategy == "seq2seq":
             self.decoder = config.encoder(step_size, bidirectional=False)
             fields = len(self.encoder.state_type._fields)
@@ -182,8 +193,30 @@ class Forecaster(nn.Module):
                 "'seq2seq' for padded windows"
             )
         lengths = check_lengths(lengths, B, self.config.lookback)
+        O, n = self.config.output_size, self.config.lookback
+        if self.revin is not None:  # the model works on each window's own scale (the targets too)
+            stats = self.revin.statistics(inputs[:, :n, :O], lengths)
+            inputs = torch.cat([self.revin.normalise(inputs[..., :O], *stats), inputs[..., O:]], -1)
+            targets = None if targets is None else self.revin.normalise(targets.to(inputs.dtype), *stats)
         strategy = {"direct": self._direct, "recursive": self._recursive, "seq2seq": self._seq2seq}
-        return strategy[self.config.strategy](inputs, lengths, state, targets)
+        params, state = strategy[self.config.strategy](inputs, lengths, state, targets)
+        if self.highway is not None:  # + a linear autoregression of each target's last rows
+            params = self.output.shift(params, self._highway(inputs, lengths))
+        if self.revin is not None:
+            params = self.output.rescale(params, *self.revin.inverse(*stats))
+        return params, state
+
+    def _highway(self, inputs: Tensor, lengths) -> Tensor:
+        """(B, horizon, O): the highway's linear map of each target's last highway_window observed values."""
+        O, w = self.config.output_size, self.config.highway_window
+        if lengths is None:
+            last = inputs[:, self.config.lookback - w : self.config.lookback, :O]  # (B, w, O)
+        else:  # a window shorter than w repeats its first row
+            rows = (lengths.to(inputs.device)[:, None] - w + torch.arange(w, device=inputs.device)).clamp(
+                min=0
+            )
+            last = inputs[torch.arange(len(rows), device=inputs.device)[:, None], rows, :O]  # (B, w, O)
+        return self.highway(last.transpose(1, 2)).transpose(1, 2)  # (B, horizon, O)
 
     def loss(
         self, inputs: Tensor, targets: Tensor, lengths=None, state: NamedTuple | None = None
