@@ -147,3 +147,34 @@ def test_without_statsmodels_the_classical_rows_are_skipped_with_the_fix(tmp_pat
     monkeypatch.setattr(builtins, "__import__", no_statsmodels)
     with pytest.raises(DataError, match=r"pip install 'rnnkit\[stats\]'"):
         classical_forecasts("arima", series(), A, np.array([A]), 1)
+
+
+def test_unset_classical_baselines_are_skipped_with_a_note_above_twenty_series(tmp_path):
+    import torch
+
+    from rnnkit.models import build_model
+    from rnnkit.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"id": np.repeat(np.arange(21), 30), "value": rng.normal(size=21 * 30).cumsum().round(3)}
+    )
+    path = tmp_path / "many.csv"
+    frame.to_csv(path, index=False)
+    torch.manual_seed(0)
+    for classical, expected in ((None, set()), (["theta"], {"theta"})):
+        cfg = forecast.SeriesDataConfig(
+            path=str(path), id_column="id", lookback=6, test=6, classical=classical
+        )
+        model = build_model(
+            {"name": "forecaster", **get_task("forecast").model_keys(cfg).fixed, "hidden_size": 4}
+        )
+        results = forecast.evaluate(model, forecast.prepare(cfg))
+        assert set(results["value"]["h1"]) & set(CLASSICAL) == expected
+        skipped = results["skipped"].get("classical baselines")
+        assert (skipped == "one fit per series, 21 here; set data.classical to fit them") == (
+            classical is None
+        )
+    assert "(classical baselines skipped: one fit per series, 21 here" in forecast.metrics_table(
+        forecast.evaluate(model, forecast.prepare(cfg.model_copy(update={"classical": None})))
+    )

@@ -38,6 +38,7 @@ from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 GENERATORS = {"sine": noisy_sine, "seasonal_temperature": seasonal_temperature}
+MAX_CLASSICAL_SERIES = 20  # one ARIMA search a series takes seconds: more only when asked for
 Part = float | int | str  # a fraction of the rows, a number of rows, or the date the part starts
 
 
@@ -70,9 +71,10 @@ class SeriesDataConfig(Config):
     season: int = Field(
         1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
     )
-    classical: list[Literal["arima", "ets", "theta"]] = Field(
-        default_factory=lambda: list(CLASSICAL),
-        description="statistical baselines fitted on the training part (statsmodels: rnnkit[stats])",
+    classical: list[Literal["arima", "ets", "theta"]] | None = Field(
+        None,
+        description="statistical baselines fitted on each series' training part (statsmodels: "
+        f"rnnkit[stats]); unset: all three for up to {MAX_CLASSICAL_SERIES} series, [] for none",
     )
 
     @field_validator("test", "validation", mode="before")
@@ -162,7 +164,7 @@ class ForecastPrepared(Prepared):
     series: list[Series]  # every series, unscaled
     test_windows: Windows  # the evaluated windows, with each one's series and origin
     bounds: list[tuple[int, int]]  # per series: validation starts at row a, test at row b
-    classical: tuple[str, ...] = ()  # the classical baselines evaluated beside the model
+    classical: tuple[str, ...] | None = None  # the classical baselines; None: all up to 20 series
 
 
 def prepare(
@@ -199,7 +201,7 @@ def prepare(
         return ForecastPrepared(
             train=None, validation=None, test=_dataset(test), preprocessing=preprocessing,
             series=all_series, test_windows=test, bounds=bounds, part=part,
-            classical=tuple(config.classical),
+            classical=None if config.classical is None else tuple(config.classical),
         )  # fmt: skip
     validation = cut(bounds) if any(b > a for a, b in bounds) else None
     return ForecastPrepared(
@@ -211,7 +213,7 @@ def prepare(
         test_windows=test,
         bounds=bounds,
         part=f"test part: {len(test.origin)} forecast origins",
-        classical=tuple(config.classical),
+        classical=None if config.classical is None else tuple(config.classical),
     )
 
 
@@ -273,11 +275,17 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
     pre = prepared.preprocessing
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
     H, names, season, bounds = pre["horizon"], pre["columns"]["targets"], pre["season"], prepared.bounds
-    classical = prepared.classical
+    classical, results_note = prepared.classical, None
+    if classical is None:  # unset: all three, unless there are too many series to fit each
+        classical = CLASSICAL if len(all_series) <= MAX_CLASSICAL_SERIES else ()
+        if not classical:
+            results_note = f"one fit per series, {len(all_series)} here; set data.classical to fit them"
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
     results: dict[str, Any] = {
         "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"], "skipped": {}
     }  # fmt: skip
+    if results_note:
+        results["skipped"]["classical baselines"] = results_note
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
