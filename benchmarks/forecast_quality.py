@@ -14,7 +14,7 @@ for early stopping), one forecast from every test step (a backtest without refit
 rnnkit runs the task's own pipeline (``train_run`` on a config per series: standard scaling on the
 training part, a 1-layer LSTM of 32, lookback 2 seasons capped to 24 rows, direct strategy) in the
 variants given by ``--variants``: ``plain``, ``revin`` (model.revin), ``highway`` (model.highway_window
-= lookback) and ``revin+highway``. The classical rows come from the same evaluation (rnnkit.classical:
+= lookback), ``revin+highway`` and ``revin ensemble`` (five RevIN forecasters, their median). The classical rows come from the same evaluation (rnnkit.classical:
 ARIMA and ETS by AIC, Theta; fitted on the training part, updated without refitting). The table is
 MASE over all H steps (scaled by the in-sample seasonal naive MAE of the training part); the
 summary gives the mean MASE over the series, the number of series where each beats ARIMA, and the
@@ -23,7 +23,7 @@ wall time of a whole run (training and evaluation) per variant.
 The sktime wheel is read as a zip, never imported or installed: ``make bench`` downloads it into
 rnnkit's cache (``pip download --no-deps sktime==1.2.0``) before this script runs.
 
-    python benchmarks/forecast_quality.py [--variants plain revin highway revin+highway] [--seeds 1]
+    python benchmarks/forecast_quality.py [--variants plain revin ...] [--seeds 1]
                                           [--epochs 200] [--threads 2]
 """
 
@@ -60,6 +60,7 @@ VARIANTS = {
     "revin": {"revin": True},
     "highway": {"highway": True},
     "revin+highway": {"revin": True, "highway": True},
+    "revin ensemble": {"revin": True, "members": 5},
 }
 CLASSICAL_ROWS = {"arima": "ARIMA", "ets": "ETS", "theta": "Theta", "seasonal_naive": "seasonal naive"}
 
@@ -100,6 +101,8 @@ def run_config(path: Path, out: Path, season: int, horizon: int, options: dict, 
         model["revin"] = True
     if options.get("highway"):
         model["highway_window"] = lookback
+    if options.get("members"):
+        model.update(name="forecast_ensemble", members=options["members"])
     config = {
         "task": "forecast",
         "out_dir": str(out),

@@ -1,10 +1,11 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
-Importing this package registers every built-in model ("forecaster", "classifier", "language_model",
-"seq2seq", "tagger").
+Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
+"classifier", "language_model", "seq2seq", "tagger").
 """
 
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
+from rnnkit.models.ensemble import ForecastEnsemble, ForecastEnsembleConfig
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
 from rnnkit.models.registry import build_model, config_class, model_config, model_names, register_model
@@ -14,6 +15,8 @@ from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 __all__ = [
     "ClassifierConfig",
     "ClassifierOutput",
+    "ForecastEnsemble",
+    "ForecastEnsembleConfig",
     "Forecaster",
     "ForecasterConfig",
     "LanguageModel",

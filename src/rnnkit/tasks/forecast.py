@@ -286,6 +286,7 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
     }  # fmt: skip
     if results_note:
         results["skipped"]["classical baselines"] = results_note
+    members = _member_points(model, windows.inputs, pre)  # (M, S, H, n_t) or None
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
@@ -312,7 +313,21 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
                 )
                 for who, g in guesses.items()
             }
+        if members is not None:  # the spread of an ensemble: each member's MASE over all steps
+            scores = [
+                forecast_metrics(actual[..., j], m[..., j], pre["mase_scale"][j])["MASE"] for m in members
+            ]
+            results.setdefault("members", {})[name] = scores
     return results
+
+
+def _member_points(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> np.ndarray | None:
+    """Each ensemble member's point forecasts (M, S, H, n_t) in the targets' units; None for one model."""
+    if len(getattr(model, "members", ())) < 2:
+        return None
+    device = next(model.parameters()).device
+    scaled = model.member_forecasts(torch.from_numpy(inputs).to(device)).cpu().numpy()
+    return _unscale(scaler_from_state(pre["scalers"]["targets"]), scaled)
 
 
 def _baseline(name: str, series: np.ndarray, origins: np.ndarray, bounds, horizon: int, season: int):
@@ -338,8 +353,14 @@ def metrics_table(results: dict[str, Any]) -> str:
         "ets": "ETS (by AIC)",
         "theta": "Theta",
     }
+    for name, scores in results.get("members", {}).items():
+        low, high, middle = min(scores), max(scores), float(np.median(scores))
+        lines.append(
+            f"{name}: an ensemble of {len(scores)}, combined by the median; its members' MASE over all "
+            f"steps {low:.3f} to {high:.3f} (median {middle:.3f})"
+        )
     for name, per_step in results.items():
-        if not isinstance(per_step, dict) or name == "skipped":
+        if not isinstance(per_step, dict) or name in ("skipped", "members"):
             continue
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"
