@@ -13,12 +13,13 @@ for early stopping), one forecast from every test step (a backtest without refit
 
 rnnkit runs the task's own pipeline (``train_run`` on a config per series: standard scaling on the
 training part, a 1-layer LSTM of 32, lookback 2 seasons capped to 24 rows, direct strategy) in the
-variants given by ``--variants``: ``plain``, ``revin`` (model.revin), ``highway`` (model.highway_window
-= lookback), ``revin+highway`` and ``revin ensemble`` (five RevIN forecasters, their median). The classical rows come from the same evaluation (rnnkit.classical:
-ARIMA and ETS by AIC, Theta; fitted on the training part, updated without refitting). The table is
-MASE over all H steps (scaled by the in-sample seasonal naive MAE of the training part); the
-summary gives the mean MASE over the series, the number of series where each beats ARIMA, and the
-wall time of a whole run (training and evaluation) per variant.
+variants given by ``--variants``: ``plain``, ``revin`` (model.revin), ``highway``
+(model.highway_window = lookback), ``revin+highway`` and ``revin ensemble`` (five RevIN forecasters,
+their median: model.name forecast_ensemble). The classical rows come from the same evaluation
+(rnnkit.classical: ARIMA and ETS by AIC, Theta; fitted on the training part, updated without
+refitting). The table is MASE over all H steps (scaled by the in-sample seasonal naive MAE of the
+training part); the summary gives the mean MASE over the series, the number of series where each
+beats ARIMA, and the wall time of a whole run (training and evaluation) per variant.
 
 The sktime wheel is read as a zip, never imported or installed: ``make bench`` downloads it into
 rnnkit's cache (``pip download --no-deps sktime==1.2.0``) before this script runs.
