@@ -21,7 +21,6 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import TensorDataset
 
-from rnnkit.classical import CLASSICAL, classical_forecasts
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
 from rnnkit.data.series import (
@@ -34,11 +33,16 @@ from rnnkit.data.series import (
 )
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
+from rnnkit.metrics import seasonal_scale
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
+from rnnkit.tasks.forecast_eval import (
+    MAX_CLASSICAL_SERIES,
+    evaluate,
+    forecasts,
+    metrics_table,
+)
 
 GENERATORS = {"sine": noisy_sine, "seasonal_temperature": seasonal_temperature}
-MAX_CLASSICAL_SERIES = 20  # one ARIMA search a series takes seconds: more only when asked for
 Part = float | int | str  # a fraction of the rows, a number of rows, or the date the part starts
 
 
@@ -247,134 +251,6 @@ def _fit_scaler(name: str, parts: list[np.ndarray]):
 
 def _dataset(windows) -> TensorDataset:
     return TensorDataset(torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets))
-
-
-# ---- evaluation ---------------------------------------------------------------------------------
-
-
-def forecasts(
-    model: torch.nn.Module, inputs: torch.Tensor, preprocessing: dict[str, Any], level: float = 0.8
-):
-    """(point, lower, upper) in the targets' own units, each (S, H, n_targets); no bounds for point models."""
-    device = next(model.parameters()).device
-    target_scaler = scaler_from_state(preprocessing["scalers"]["targets"])
-    if getattr(model.config, "distribution", "point") == "point":
-        outputs = [model.predict(inputs.to(device)), None, None]
-    else:
-        outputs = list(model.predict_interval(inputs.to(device), level=level))
-    return [None if o is None else _unscale(target_scaler, o.cpu().numpy()) for o in outputs]
-
-
-def _unscale(scaler, values: np.ndarray) -> np.ndarray:
-    return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
-
-
-def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, Any]:
-    """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target."""
-    windows, all_series = prepared.test_windows, prepared.series
-    pre = prepared.preprocessing
-    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
-    H, names, season, bounds = pre["horizon"], pre["columns"]["targets"], pre["season"], prepared.bounds
-    classical, results_note = prepared.classical, None
-    if classical is None:  # unset: all three, unless there are too many series to fit each
-        classical = CLASSICAL if len(all_series) <= MAX_CLASSICAL_SERIES else ()
-        if not classical:
-            results_note = f"one fit per series, {len(all_series)} here; set data.classical to fit them"
-    actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
-    results: dict[str, Any] = {
-        "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"], "skipped": {}
-    }  # fmt: skip
-    if results_note:
-        results["skipped"]["classical baselines"] = results_note
-    members = _member_points(model, windows.inputs, pre)  # (M, S, H, n_t) or None
-    steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
-    for j, name in enumerate(names):
-        guesses = {"model": point[..., j]}
-        for b in (*BASELINES, *classical):
-            try:
-                guesses[b] = np.concatenate(
-                    [
-                        _baseline(
-                            b, s.targets[:, j], windows.origin[windows.series == i], bounds[i], H, season
-                        )
-                        for i, s in enumerate(all_series)
-                        if (windows.series == i).any()
-                    ]
-                )
-            except DataError as error:  # e.g. a file shorter than a season before its first origin
-                results["skipped"][b] = str(error)
-        for key, cols in steps.items():
-            results.setdefault(name, {})[key] = {
-                who: forecast_metrics(
-                    actual[:, cols, j],
-                    g[:, cols],
-                    pre["mase_scale"][j],
-                    *((lower[:, cols, j], upper[:, cols, j]) if who == "model" and lower is not None else ()),
-                )
-                for who, g in guesses.items()
-            }
-        if members is not None:  # the spread of an ensemble: each member's MASE over all steps
-            scores = [
-                forecast_metrics(actual[..., j], m[..., j], pre["mase_scale"][j])["MASE"] for m in members
-            ]
-            results.setdefault("members", {})[name] = scores
-    return results
-
-
-def _member_points(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> np.ndarray | None:
-    """Each ensemble member's point forecasts (M, S, H, n_t) in the targets' units; None for one model."""
-    if len(getattr(model, "members", ())) < 2:
-        return None
-    device = next(model.parameters()).device
-    scaled = model.member_forecasts(torch.from_numpy(inputs).to(device)).cpu().numpy()
-    return _unscale(scaler_from_state(pre["scalers"]["targets"]), scaled)
-
-
-def _baseline(name: str, series: np.ndarray, origins: np.ndarray, bounds, horizon: int, season: int):
-    """A naive baseline, or a classical model fitted on the training rows (those before the first
-    origin when the whole table is evaluated)."""
-    if name in BASELINES:
-        return baseline(name, series, origins, horizon, season)
-    fit_end = bounds[0] if bounds[0] > 0 else int(origins.min()) + 1
-    return classical_forecasts(name, series, fit_end, origins, horizon, season)
-
-
-def metrics_table(results: dict[str, Any]) -> str:
-    part = results.get("part", f"test part: {results['windows']} forecast origins")
-    lines = [f"{part}, horizon {results['horizon']}"]
-    lines += [f"  ({who} skipped: {why})" for who, why in results.get("skipped", {}).items()]
-    labels = {
-        "model": "model",
-        "last_value": "last value (persistence)",
-        "seasonal_naive": f"seasonal naive ({results['season']})",
-        "drift": "drift",
-        "mean": "mean",
-        "arima": "ARIMA (orders by AIC)",
-        "ets": "ETS (by AIC)",
-        "theta": "Theta",
-    }
-    for name, scores in results.get("members", {}).items():
-        low, high, middle = min(scores), max(scores), float(np.median(scores))
-        lines.append(
-            f"{name}: an ensemble of {len(scores)}, combined by the median; its members' MASE over all "
-            f"steps {low:.3f} to {high:.3f} (median {middle:.3f})"
-        )
-    for name, per_step in results.items():
-        if not isinstance(per_step, dict) or name in ("skipped", "members"):
-            continue
-        for key, rows in per_step.items():
-            title = "all steps" if key == "all" else f"step {key[1:]} ahead"
-            columns = [c for c in ("MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage") if c in rows["model"]]
-            ranks = {
-                who: 1 + sorted(r["MASE"] for r in rows.values()).index(m["MASE"]) for who, m in rows.items()
-            }
-            lines.append(f"\n{name}, {title}:")
-            lines.append("  " + f"{'':<28}" + "".join(f"{c:>10}" for c in columns) + "  rank")
-            for who, metrics in rows.items():
-                cells = "".join(f"{metrics[c]:>10.3f}" if c in metrics else f"{'':>10}" for c in columns)
-                lines.append(f"  {labels[who]:<28}{cells}{ranks[who]:>6}")
-            lines.append(f"  (rank: by MASE among the {len(rows)} rows)")
-    return "\n".join(lines)
 
 
 # ---- plots and the task ------------------------------------------------------------------------
