@@ -103,6 +103,24 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(tmp_path):
     assert f"the last checkpoint is {last}: continue with `rnnkit resume {tmp_path / 'run'}`" in stderr
 
 
+def test_ctrl_c_while_evaluating_keeps_the_trained_model_and_says_how_to_see_the_table(
+    tmp_path, monkeypatch, capsys
+):
+    task = forecast.ForecastTask
+
+    def interrupted(self, model, prepared):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task, "evaluate", interrupted)
+    assert main(["train", str(sine_config(tmp_path))]) == 130
+    bundle = tmp_path / "run" / "bundle"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"the trained model is saved in {bundle}: `rnnkit evaluate {bundle}` prints the table" in err
+    monkeypatch.undo()
+    assert "last value (persistence)" in str(rnnkit.load(bundle).evaluate())
+
+
 def test_output_piped_to_a_reader_that_stops_ends_quietly(tmp_path):
     config = load_run_config(sine_config(tmp_path))
     train_run(config, log=quiet)

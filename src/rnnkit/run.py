@@ -181,13 +181,19 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
         raise RunInterrupted(_interrupted(trainer)) from None
     if not dist.is_main:
         return {}
-    metrics = task.evaluate(model, prepared)
-    metrics.update(steps=trainer.step, best_step=trainer.best_step, stopped_early=trainer.stopped_early)
-    bundle = save_bundle(
-        run_dir / "bundle", model, resolved.model_dump(mode="json"), prepared.preprocessing, metrics
-    )
     how = f"stopped early, weights of step {trainer.best_step} restored" if trainer.stopped_early else "done"
     log(f"\ntrained {trainer.step} steps ({how}); evaluating on the test part")
+    save = functools.partial(save_bundle, run_dir / "bundle", model, resolved.model_dump(mode="json"))
+    try:
+        metrics = task.evaluate(model, prepared)
+    except KeyboardInterrupt:  # the model is trained: keep it, the table can be printed later
+        bundle = save(prepared.preprocessing)
+        raise RunInterrupted(
+            f"interrupted while evaluating; the trained model is saved in {bundle}: "
+            f"`rnnkit evaluate {bundle}` prints the table"
+        ) from None
+    metrics.update(steps=trainer.step, best_step=trainer.best_step, stopped_early=trainer.stopped_early)
+    bundle = save(prepared.preprocessing, metrics)
     log(task.metrics_table(metrics))
     written = ["config.yaml", "log.csv", "checkpoints/", f"{bundle.name}/"]
     try:
