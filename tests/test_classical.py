@@ -11,7 +11,7 @@ from statsmodels.tsa.forecasting.theta import ThetaModel
 from statsmodels.tsa.holtwinters import ExponentialSmoothing as HoltWinters
 from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
-from rnnkit.classical import CLASSICAL, FITTERS, classical_forecasts
+from rnnkit.classical import CLASSICAL, FITTERS, _StateSpace, classical_forecasts
 from rnnkit.errors import DataError
 from rnnkit.tasks import forecast
 
@@ -42,11 +42,22 @@ def test_state_space_one_step_forecasts_equal_statsmodels_append_and_predict(nam
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
 
 
-def test_arima_multi_step_forecasts_equal_statsmodels_from_each_origin():
-    y = series()
-    origins = np.array([A - 1, A + 5, N - H - 1])
-    ours = classical_forecasts("arima", y, A, origins, H)
-    result = FITTERS["arima"](y[:A]).result
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda y: ARIMA(y, order=(1, 1, 1), trend="t"),  # a drift: a time-varying intercept
+        lambda y: ARIMA(y, order=(1, 0, 0), seasonal_order=(1, 0, 0, 12), trend="c"),
+        lambda y: ExponentialSmoothing(y, trend=True, damped_trend=True, seasonal=12),
+    ],
+    ids=["arima-drift", "sarima", "ets-damped-seasonal"],
+)
+def test_multi_step_forecasts_equal_statsmodels_from_each_origin(model):
+    """Equal from one filter pass (the last origin runs past the series end) and from an append per origin."""
+    y = series(seasonal=True)
+    origins = np.array([A + 5, A - 1, N - H - 1, N - 1])
+    spec = model(y[:A])
+    result = spec.fit(**({} if isinstance(spec, ARIMA) else {"disp": False}))
+    ours = _StateSpace(result).forecasts(y, A, origins, H)
     for row, o in zip(ours, origins, strict=True):
         now = result.append(y[A : o + 1]) if o >= A else result
         np.testing.assert_allclose(row, now.forecast(H), rtol=1e-6)

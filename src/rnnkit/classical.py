@@ -50,17 +50,8 @@ def classical_forecasts(
     train = np.asarray(series[:fit_end], dtype=np.float64)
     with warnings.catch_warnings(record=True):  # statsmodels' convergence and start-parameter warnings
         warnings.simplefilter("always")  # recorded, not printed: statsmodels resets filters inside
-        step = FITTERS[name](train, season)
-        out = np.empty((len(origins), horizon))
-        order = np.argsort(origins, kind="stable")
-        done = fit_end
-        for k in order:
-            o = int(origins[k])
-            if o + 1 > done:
-                step.update(np.asarray(series[done : o + 1], dtype=np.float64))
-                done = o + 1
-            out[k] = step.forecast(horizon)
-    return out
+        fitted = FITTERS[name](train, season)
+        return fitted.forecasts(np.asarray(series, dtype=np.float64), fit_end, origins, horizon)
 
 
 def _quiet(fit: Callable) -> Callable:
@@ -83,19 +74,43 @@ def _require_statsmodels():
 
 
 class _StateSpace:
-    """A fitted statsmodels state-space result; new observations are appended with its parameters
+    """A fitted statsmodels state-space result, run on over the rest of the series with its parameters
     fixed (``append``, which filters from the start as the fit did: ``extend`` would restart some
-    models, ETS among them, from their estimated initial states)."""
+    models, ETS among them, from their estimated initial states).
+
+    One filter pass gives the one-step predicted state at every row, ``a[o + 1 | o]``, which depends
+    on ``series[: o + 1]`` only; the forecasts from every origin are then that state carried forward
+    through the model's matrices, as ``forecast`` does after appending up to ``o`` (equal to it to
+    the last bit, tested), but in one pass instead of one filter per origin. ``horizon`` missing
+    values appended past the end give the time-varying terms (a drift) their future rows.
+    """
 
     def __init__(self, result):
-        self.result, self.new = result, np.empty(0)
+        self.result = result
 
-    def update(self, values: np.ndarray) -> None:
-        self.new = np.concatenate([self.new, values])
+    def forecasts(self, series: np.ndarray, fit_end: int, origins: np.ndarray, horizon: int) -> np.ndarray:
+        rest = np.concatenate([series[fit_end:], np.full(horizon, np.nan)])
+        full = self.result.append(rest)
+        ssm, states = full.model.ssm, full.filter_results.predicted_state  # (k, N + 1)
+        state = states[:, origins + 1].T  # (S, k)
+        out = np.empty((len(origins), horizon))
+        for step in range(horizon):
+            t = origins + 1 + step
+            design, intercept = _rows(ssm.design, t)[:, 0], _rows(ssm.obs_intercept, t)[:, 0]
+            out[:, step] = np.einsum("sk,sk->s", design, state) + intercept
+            transition = _rows(ssm.transition, t)
+            state = np.einsum("sij,sj->si", transition, state) + _rows(ssm.state_intercept, t)
+        return out
 
-    def forecast(self, horizon: int) -> np.ndarray:
-        current = self.result.append(self.new) if len(self.new) else self.result
-        return np.asarray(current.forecast(horizon))
+
+def _rows(matrix: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """A state-space matrix (..., T or 1) at each time in ``t``: (S, ...)."""
+    return np.moveaxis(matrix[..., t] if matrix.shape[-1] > 1 else matrix[..., [0] * len(t)], -1, 0)
+
+
+# No parameter covariance (the default's numerical derivatives cost a third of a fit) and no
+# smoothed states: the search needs the likelihood, the backtest the filtered states.
+_FAST_FIT = {"cov_type": "none", "low_memory": True}
 
 
 def state_season(season: int, n: int) -> int:
@@ -120,7 +135,8 @@ def fit_arima(train: np.ndarray, season: int = 1) -> _StateSpace:
         if key not in fitted:
             order = (p, d, q), (P, D, Q, m) if m else (0, 0, 0, 0)
             fitted[key] = _lower_aic(
-                None, lambda: ARIMA(train, order=order[0], seasonal_order=order[1], trend=trend).fit()
+                None,
+                lambda: ARIMA(train, order=order[0], seasonal_order=order[1], trend=trend).fit(**_FAST_FIT),
             )
         return fitted[key]
 
@@ -163,7 +179,7 @@ def fit_ets(train: np.ndarray, season: int = 1) -> _StateSpace:
     for trend, damped in ((False, False), (True, False), (True, True)):
         for seasonal in (None, m) if m else (None,):
             model = ExponentialSmoothing(train, trend=trend, damped_trend=damped, seasonal=seasonal)
-            best = _lower_aic(best, lambda model=model: model.fit(disp=False))
+            best = _lower_aic(best, lambda model=model: model.fit(disp=False, **_FAST_FIT))
     if best is None:
         raise DataError("no exponential smoothing model could be fitted on the training part")
     return _StateSpace(best)
@@ -183,6 +199,16 @@ class _Theta:
         self.level, self.n = float(np.asarray(self.result._one_step).ravel()[0]), len(train)
         self.indices = np.asarray(self.result._seasonal)
         self.multiplicative = self.model.method.startswith("mul")
+
+    def forecasts(self, series: np.ndarray, fit_end: int, origins: np.ndarray, horizon: int) -> np.ndarray:
+        out = np.empty((len(origins), horizon))
+        done = fit_end
+        for k in np.argsort(origins, kind="stable"):
+            if origins[k] + 1 > done:
+                self.update(series[done : origins[k] + 1])
+                done = origins[k] + 1
+            out[k] = self.forecast(horizon)
+        return out
 
     def update(self, values: np.ndarray) -> None:
         for value in values:  # the SES recursion, level = alpha x + (1 - alpha) level

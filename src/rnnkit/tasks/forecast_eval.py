@@ -41,38 +41,25 @@ def _unscale(scaler, values: np.ndarray) -> np.ndarray:
 
 def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, Any]:
     """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target."""
-    windows, all_series = prepared.test_windows, prepared.series
-    pre = prepared.preprocessing
+    windows, pre = prepared.test_windows, prepared.preprocessing
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
-    H, names, season, bounds = pre["horizon"], pre["columns"]["targets"], pre["season"], prepared.bounds
-    classical, results_note = prepared.classical, None
-    if classical is None:  # unset: all three, unless there are too many series to fit each
-        classical = CLASSICAL if len(all_series) <= MAX_CLASSICAL_SERIES else ()
-        if not classical:
-            results_note = f"one fit per series, {len(all_series)} here; set data.classical to fit them"
+    H, names = pre["horizon"], pre["columns"]["targets"]
+    classical = classical_baselines(prepared)
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
     results: dict[str, Any] = {
-        "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"], "skipped": {}
+        "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"],
+        "skipped": dict(classical["skipped"]),
     }  # fmt: skip
-    if results_note:
-        results["skipped"]["classical baselines"] = results_note
     members = _member_points(model, windows.inputs, pre)  # (M, S, H, n_t) or None
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
-        for b in (*BASELINES, *classical):
+        for b in BASELINES:
             try:
-                guesses[b] = np.concatenate(
-                    [
-                        _baseline(
-                            b, s.targets[:, j], windows.origin[windows.series == i], bounds[i], H, season
-                        )
-                        for i, s in enumerate(all_series)
-                        if (windows.series == i).any()
-                    ]
-                )
+                guesses[b] = _per_series(prepared, j, b)
             except DataError as error:  # e.g. a file shorter than a season before its first origin
                 results["skipped"][b] = str(error)
+        guesses.update({b: f[..., j] for b, f in classical["forecasts"].items()})
         for key, cols in steps.items():
             results.setdefault(name, {})[key] = {
                 who: forecast_metrics(
@@ -89,6 +76,51 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
             ]
             results.setdefault("members", {})[name] = scores
     return results
+
+
+def classical_baselines(prepared: ForecastPrepared) -> dict[str, Any]:
+    """The classical models' forecasts of the evaluated windows, {"forecasts": {name: (S, H, n_t)},
+    "skipped": {name: why}}."""
+    names = _classical_names(prepared)
+    out: dict[str, Any] = {"forecasts": {}, "skipped": {}}
+    if names is None:
+        n = len(prepared.series)
+        why = f"one fit per series, {n} here; set data.classical to fit them"
+        out["skipped"]["classical baselines"] = why
+        return out
+    for b in names:
+        try:
+            targets = range(len(prepared.preprocessing["columns"]["targets"]))
+            out["forecasts"][b] = np.stack([_per_series(prepared, j, b) for j in targets], axis=-1)
+        except DataError as error:
+            out["skipped"][b] = str(error)
+    return out
+
+
+def _classical_names(prepared: ForecastPrepared) -> tuple[str, ...] | None:
+    """The classical baselines to fit; None when unset and there are too many series to fit each."""
+    if prepared.classical is not None:
+        return tuple(prepared.classical)
+    return CLASSICAL if len(prepared.series) <= MAX_CLASSICAL_SERIES else None
+
+
+def _per_series(prepared: ForecastPrepared, j: int, name: str) -> np.ndarray:
+    """Baseline ``name``'s forecasts (S, H) of target ``j`` from every evaluated window, series by series."""
+    windows, pre = prepared.test_windows, prepared.preprocessing
+    return np.concatenate(
+        [
+            _baseline(
+                name,
+                s.targets[:, j],
+                windows.origin[windows.series == i],
+                prepared.bounds[i],
+                pre["horizon"],
+                pre["season"],
+            )
+            for i, s in enumerate(prepared.series)
+            if (windows.series == i).any()
+        ]
+    )
 
 
 def _member_points(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> np.ndarray | None:
