@@ -114,7 +114,7 @@ def test_a_crash_while_saving_resumes_from_the_previous_checkpoint(tmp_path, mon
     if not links:
         monkeypatch.setattr(ckpt.os, "link", no_links)
     trainer = Trainer(make(dropout=0.3), config(epochs=2, **OPTIONS), run_dir=cut)
-    with pytest.raises(OSError, match="killed between the renames"):
+    with pytest.raises(TrainingError, match=r"could not be written \(killed between the renames\)"):
         trainer.fit(*dataset_data(10, 4))
     monkeypatch.undo()
     kept = ["best.pt", "last.prev.pt", "last.pt"] if links else ["best.pt", "last.prev.pt"]
@@ -265,3 +265,26 @@ def test_a_run_keeps_the_previous_checkpoint_while_it_trains_and_drops_it_when_d
     Trainer(make(), config(epochs=3), run_dir=tmp_path, callbacks=[Look()]).fit(*dataset_data(4, 3))
     assert kept == [None, None, 2]  # epoch 3 ends: last.pt holds epoch 2 (step 4), last.prev.pt epoch 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_the_background_writer_keeps_each_files_latest_save_and_reports_a_failure(tmp_path, monkeypatch):
+    writer = ckpt.Writer()
+    path = tmp_path / "last.pt"
+    for value in range(5):
+        writer.save({"value": torch.tensor([float(value)])}, path, keep_previous=True)
+    writer.save({"value": torch.tensor([9.0])}, tmp_path / "best.pt")
+    writer.wait()
+    assert ckpt.load(path)["value"].item() == 4 and ckpt.load(tmp_path / "best.pt")["value"].item() == 9
+    assert ckpt.load(ckpt.previous_path(path))["value"].item() < 4  # an earlier save, kept whole
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", full_disk)
+    writer.save({"value": torch.tensor([5.0])}, path, keep_previous=True)
+    with pytest.raises(TrainingError, match=r"not be written .*No space left.*the one before it is kept"):
+        writer.wait()
+    monkeypatch.undo()
+    assert ckpt.load(path)["value"].item() == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.prev.pt", "last.pt"]
+    writer.wait()  # a failure is reported once

@@ -124,25 +124,28 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 TORN_WRITER = """
-import io, sys, time
+import sys, time
 import torch
-from rnnkit.train.checkpoint import atomic_save
+from rnnkit.train import checkpoint
 
 path = sys.argv[1]
-atomic_save({"step": 1, "weights": torch.arange(6.0)}, path)
-real_save = torch.save
+checkpoint.atomic_save({"step": 1, "weights": torch.arange(6.0)}, path)
 
-def torn_save(obj, f):  # write half of the new checkpoint, then hang until killed
-    buffer = io.BytesIO()
-    real_save(obj, buffer)
-    data = buffer.getvalue()
-    f.write(data[: len(data) // 2])
-    f.flush()
-    print("half written", flush=True)
-    time.sleep(120)
+class Torn:  # a file that takes half of what is written to it, then hangs until killed
+    def __init__(self, *args):
+        self.file = open(*args)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.file.close()
+    def write(self, data):
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        print("half written", flush=True)
+        time.sleep(120)
 
-torch.save = torn_save
-atomic_save({"step": 2, "weights": torch.zeros(100_000)}, path)
+checkpoint.open = Torn  # the module's open: the checkpoint's bytes go to a torn file
+checkpoint.atomic_save({"step": 2, "weights": torch.zeros(100_000)}, path)
 """
 
 
@@ -171,11 +174,10 @@ def test_checkpoint_write_failing_midway_keeps_the_old_one_and_cleans_up(tmp_pat
     path = tmp_path / "last.pt"
     checkpoint.atomic_save({"step": 1, "weights": torch.arange(6.0)}, path)
 
-    def failing_save(obj, f):
-        f.write(b"PK\x03\x04 half a zip file")
+    def failing_fsync(fd):  # the temporary file holds the new checkpoint, not yet on disk
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(checkpoint.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.atomic_save({"step": 2, "weights": torch.zeros(6)}, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left

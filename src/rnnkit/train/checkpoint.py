@@ -3,7 +3,10 @@ resumed run repeat exactly.
 
 A checkpoint is written to a temporary file in the same directory, flushed and fsync'ed, then
 renamed over the old one: a crash at any moment leaves either the old checkpoint or the new one,
-never a torn file. Loading uses ``torch.load(weights_only=True)``, which refuses to run code.
+never a torn file. Loading uses ``torch.load(weights_only=True)``, which refuses to run code. The
+trainer saves through a :class:`Writer`: the snapshot is taken at once, the write, fsync and rename
+(as safe as ever) happen in a background thread while training goes on, and a write that fails is
+raised at the next save or at the end of training.
 
 The fallback. A file can still be damaged after it was written whole: a disk that lied about fsync
 and lost power, a copy of the run directory cut short, a file emptied by hand. So the trainer saves
@@ -23,8 +26,11 @@ run that finishes removes ``last.prev.pt`` (:func:`drop_previous`), leaving ``la
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import threading
+from collections import deque
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -42,12 +48,21 @@ def atomic_save(obj: Any, path: str | Path, keep_previous: bool = False) -> Path
 
     With ``keep_previous`` the file it replaces is kept as :func:`previous_path` (``last.prev.pt``).
     """
-    path = Path(path)
+    return _write(_serialise(obj), Path(path), keep_previous)
+
+
+def _serialise(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _write(data: bytes, path: Path, keep_previous: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         if keep_previous and path.exists():
@@ -57,6 +72,63 @@ def atomic_save(obj: Any, path: str | Path, keep_previous: bool = False) -> Path
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
+
+
+class Writer:
+    """Checkpoints saved as :func:`atomic_save` does, the disk's part (write, fsync, rename) done by a
+    background thread so that training does not wait for the disk.
+
+    ``save`` takes the snapshot at once (the object is serialised in the caller's thread, so later
+    steps cannot change it) and queues it; files are written in the order they were saved, and a
+    newer save of a path still waiting replaces the older one. ``wait`` returns once everything
+    saved is on disk; a write that failed (a full disk) is raised by ``wait`` or by the next
+    ``save``, and leaves the previous file whole. The thread is not a daemon: a process that ends
+    (Ctrl-C included) finishes the write under way first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[bytes, Path, bool]] = deque()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, obj: Any, path: str | Path, keep_previous: bool = False) -> None:
+        self._raise_failure()
+        item = (_serialise(obj), Path(path), keep_previous)
+        with self._lock:
+            waiting = [entry for entry in self._pending if entry[1] == item[1]]
+            for entry in waiting:
+                self._pending.remove(entry)
+            self._pending.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._drain, name="rnnkit-checkpoints")
+                self._thread.start()
+
+    def wait(self, raise_failure: bool = True) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        if raise_failure:
+            self._raise_failure()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+                data, path, keep_previous = self._pending.popleft()
+            try:
+                _write(data, path, keep_previous)
+            except BaseException as error:  # handed to the training thread
+                self._error = self._error or error
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise TrainingError(
+                f"a checkpoint could not be written ({error}); the one before it is kept whole"
+            ) from error
 
 
 def _keep(path: Path, previous: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rnnkit.errors import TrainingError
-from rnnkit.train import checkpoint
 from rnnkit.train.batches import Data
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def track_best(trainer: Trainer, value: float) -> None:
         trainer.best, trainer.best_step, trainer.bad_evals = value, trainer.step, 0
         trainer.best_model = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
         if trainer.run_dir is not None and trainer.dist.is_main:
-            checkpoint.atomic_save(
+            trainer.writer.save(
                 {"model": trainer.best_model, "step": trainer.step, "value": value},
                 trainer.run_dir / "checkpoints" / "best.pt",
             )

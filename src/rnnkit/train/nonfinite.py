@@ -36,6 +36,7 @@ def handle(trainer: Trainer, what: str) -> None:
     trainer.micro -= trainer.micro % trainer.config.accumulate
     trainer.carried, trainer.skipped = None, trainer.skipped + 1
     if policy == "restore":
+        trainer.writer.wait()
         saved = checkpoint.load(trainer.checkpoint_path)
         trainer.model.load_state_dict(saved["model"])
         trainer.optimizer.load_state_dict(saved["optimizer"])

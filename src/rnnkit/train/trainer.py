@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from rnnkit.data import Batch, Stream, stack_pairs
 from rnnkit.errors import ConfigError
 from rnnkit.runtime import seed_everything
-from rnnkit.train import distributed, evaluation, nonfinite, trainer_state
+from rnnkit.train import checkpoint, distributed, evaluation, nonfinite, trainer_state
 from rnnkit.train.batches import Data, count_steps, epoch_order, tbptt_chunks
 from rnnkit.train.callbacks import Callback, default_callbacks
 from rnnkit.train.options import TrainConfig
@@ -72,6 +72,7 @@ class Trainer:
         if config.nan_policy == "restore" and self.run_dir is None:
             raise ConfigError("train.nan_policy 'restore' needs a run directory to keep checkpoints in")
         self.optimizer = make_optimizer(self.model.parameters(), config.optimizer)
+        self.writer = checkpoint.Writer()  # checkpoints reach the disk in the background
         self.amp_dtype = None
         if config.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -99,7 +100,7 @@ class Trainer:
         else:
             seed_everything(self.config.seed + self.dist.rank)
             if self.config.nan_policy == "restore":
-                self.save_checkpoint()
+                self._save()
         self.model.train()
         for callback in self.callbacks:
             callback.on_train_start(self)
@@ -115,6 +116,7 @@ class Trainer:
         finally:
             for callback in self.callbacks:
                 callback.on_train_end(self)
+            self.writer.wait(raise_failure=False)  # what was saved is on disk before any message
         self.save_checkpoint()
         trainer_state.drop_previous(self)  # finished: the fallback for a damaged last.pt is not needed
         if self.stopped_early and self.config.early_stopping.restore_best and self.best_model is not None:
@@ -137,7 +139,7 @@ class Trainer:
             evaluation.evaluate_and_log(self, val)
         for callback in self.callbacks:
             callback.on_epoch_end(self)
-        self.save_checkpoint()
+        self._save()
 
     def _run_batch(self, batch: Batch, val: Data | None) -> None:
         lengths = batch.lengths
@@ -200,7 +202,7 @@ class Trainer:
         if c.eval_every and self.step % c.eval_every == 0:
             evaluation.evaluate_and_log(self, val)
         if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-            self.save_checkpoint()
+            self._save()
 
     # ---- data -----------------------------------------------------------------------------------
 
@@ -278,7 +280,13 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------------
 
     def save_checkpoint(self, path: str | Path | None = None) -> None:
-        """Everything needed to go on exactly: weights, optimiser, schedule, RNG and data position."""
+        """Everything needed to go on exactly: weights, optimiser, schedule, RNG and data position;
+        on disk when this returns."""
+        self._save(path)
+        self.writer.wait()
+
+    def _save(self, path: str | Path | None = None) -> None:
+        """As ``save_checkpoint``, the disk's part left to the writer's thread (training goes on)."""
         path = path or self.checkpoint_path
         if path is not None:
             trainer_state.save(self, Path(path))

@@ -61,7 +61,7 @@ def save(trainer: Trainer, path: Path) -> None:
         },
         "skipped": trainer.skipped,
     }
-    checkpoint.atomic_save(state, path, keep_previous=path == trainer.checkpoint_path)
+    trainer.writer.save(state, path, keep_previous=path == trainer.checkpoint_path)
 
 
 def drop_previous(trainer: Trainer) -> None:
