@@ -24,6 +24,7 @@ from rnnkit.config import Config, apply_overrides, dump_yaml, origin, parse_over
 from rnnkit.errors import ConfigError, RnnkitError
 from rnnkit.files import locked
 from rnnkit.models import build_model, config_class
+from rnnkit.refit import EvaluateConfig, refit_forecasts
 from rnnkit.runtime import seed_everything
 from rnnkit.tasks import Prepared, Task, get_task
 from rnnkit.train import distributed
@@ -43,6 +44,7 @@ class RunConfig(Config):
     data: Config
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
 
 @functools.cache
@@ -70,6 +72,9 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     config = validate(run_config_type(task), apply_overrides(raw, overrides), str(path), overrides)
     config.model = {"name": task.default_model, **config.model}
     resolve_model(config, source=str(path), overrides=overrides)  # bad model keys fail now
+    if config.evaluate.refit_every is not None and task.name != "forecast":
+        where = origin("evaluate.refit_every", str(path), overrides)
+        raise ConfigError(f"{where}: evaluate.refit_every refits forecasters only: drop it for {task.name}")
     return config
 
 
@@ -185,7 +190,7 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
     log(f"\ntrained {trainer.step} steps ({how}); evaluating on the test part")
     save = functools.partial(save_bundle, run_dir / "bundle", model, resolved.model_dump(mode="json"))
     try:
-        metrics = task.evaluate(model, prepared)
+        metrics = _evaluate(config, task, model, prepared, log)
     except KeyboardInterrupt:  # the model is trained: keep it, the table can be printed later
         bundle = save(prepared.preprocessing)
         raise RunInterrupted(
@@ -201,6 +206,18 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
     except RnnkitError as error:  # matplotlib is an optional extra
         log(f"no plots: {error}")
     log(f"\nwrote {run_dir}/: {', '.join(written)}")
+    return metrics
+
+
+def _evaluate(config: RunConfig, task: Task, model, prepared: Prepared, log: Callable[[str], None]) -> dict:
+    every = config.evaluate.refit_every
+    if every is None:
+        return task.evaluate(model, prepared)
+    epochs = config.evaluate.refit_epochs
+    log(f"refitting every {every} forecast origins ({epochs} epochs each, warm-started)")
+    predicted = refit_forecasts(model, prepared, config.train, every, epochs)
+    metrics = task.evaluate(model, prepared, predicted)
+    metrics["refit"] = {"every": every, "epochs": epochs}
     return metrics
 
 

@@ -203,15 +203,15 @@ def prepare(
             f"from the first with {config.lookback} steps of history"
         )
         return ForecastPrepared(
-            train=None, validation=None, test=_dataset(test), preprocessing=preprocessing,
+            train=None, validation=None, test=windows_dataset(test), preprocessing=preprocessing,
             series=all_series, test_windows=test, bounds=bounds, part=part,
             classical=None if config.classical is None else tuple(config.classical),
         )  # fmt: skip
     validation = cut(bounds) if any(b > a for a, b in bounds) else None
     return ForecastPrepared(
-        train=_dataset(cut([(0, a) for a, _ in bounds], config.stride)),
-        validation=None if validation is None else _dataset(validation),
-        test=_dataset(test),
+        train=windows_dataset(cut([(0, a) for a, _ in bounds], config.stride)),
+        validation=None if validation is None else windows_dataset(validation),
+        test=windows_dataset(test),
         preprocessing=preprocessing,
         series=all_series,
         test_windows=test,
@@ -249,7 +249,7 @@ def _fit_scaler(name: str, parts: list[np.ndarray]):
     return make_scaler(name).fit(values) if values.shape[1] else make_scaler("none")  # no columns: identity
 
 
-def _dataset(windows) -> TensorDataset:
+def windows_dataset(windows) -> TensorDataset:
     return TensorDataset(torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets))
 
 
@@ -310,8 +310,8 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
         }
         return ModelKeys(fixed)
 
-    def evaluate(self, model, prepared) -> dict[str, Any]:
-        return evaluate(model, prepared)
+    def evaluate(self, model, prepared, predicted=None) -> dict[str, Any]:
+        return evaluate(model, prepared, predicted)
 
     def metrics_table(self, metrics) -> str:
         return metrics_table(metrics)

@@ -39,10 +39,17 @@ def _unscale(scaler, values: np.ndarray) -> np.ndarray:
     return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
 
 
-def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, Any]:
-    """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target."""
+def evaluate(
+    model: torch.nn.Module, prepared: ForecastPrepared, predicted: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Metrics of the model and the baselines at horizon 1 and H (and over all steps), per target.
+
+    ``predicted``: the model's forecasts of the evaluated windows made elsewhere (a backtest that
+    refits, :mod:`rnnkit.refit`), as :func:`model_forecasts` returns them; by default ``model``'s.
+    """
     windows, pre = prepared.test_windows, prepared.preprocessing
-    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs), pre)
+    predicted = predicted or model_forecasts(model, windows.inputs, pre)
+    point, lower, upper, members = (predicted[k] for k in ("point", "lower", "upper", "members"))
     H, names = pre["horizon"], pre["columns"]["targets"]
     classical = classical_baselines(prepared)
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
@@ -50,7 +57,6 @@ def evaluate(model: torch.nn.Module, prepared: ForecastPrepared) -> dict[str, An
         "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"],
         "skipped": dict(classical["skipped"]),
     }  # fmt: skip
-    members = _member_points(model, windows.inputs, pre)  # (M, S, H, n_t) or None
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
@@ -123,6 +129,13 @@ def _per_series(prepared: ForecastPrepared, j: int, name: str) -> np.ndarray:
     )
 
 
+def model_forecasts(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> dict[str, Any]:
+    """The model's forecasts of windows ``inputs`` in the targets' units: point, lower and upper
+    (S, H, n_t; no bounds for point models) and an ensemble's members' points (M, S, H, n_t) or None."""
+    point, lower, upper = forecasts(model, torch.from_numpy(inputs), pre)
+    return {"point": point, "lower": lower, "upper": upper, "members": _member_points(model, inputs, pre)}
+
+
 def _member_points(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> np.ndarray | None:
     """Each ensemble member's point forecasts (M, S, H, n_t) in the targets' units; None for one model."""
     if len(getattr(model, "members", ())) < 2:
@@ -144,6 +157,12 @@ def _baseline(name: str, series: np.ndarray, origins: np.ndarray, bounds, horizo
 def metrics_table(results: dict[str, Any]) -> str:
     part = results.get("part", f"test part: {results['windows']} forecast origins")
     lines = [f"{part}, horizon {results['horizon']}"]
+    if "refit" in results:
+        refit = results["refit"]
+        lines.append(
+            f"  (the model retrained, warm-started, every {refit['every']} origins for {refit['epochs']} "
+            "epochs on the rows up to the origin; the baselines are updated without refitting)"
+        )
     lines += [f"  ({who} skipped: {why})" for who, why in results.get("skipped", {}).items()]
     labels = {
         "model": "model",
@@ -162,7 +181,7 @@ def metrics_table(results: dict[str, Any]) -> str:
             f"steps {low:.3f} to {high:.3f} (median {middle:.3f})"
         )
     for name, per_step in results.items():
-        if not isinstance(per_step, dict) or name in ("skipped", "members"):
+        if not isinstance(per_step, dict) or name in ("skipped", "members", "refit"):
             continue
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"
