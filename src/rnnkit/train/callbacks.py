@@ -25,18 +25,27 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """tqdm bar over optimiser steps with the loss, the last evaluation and samples per second."""
+    """tqdm bar over optimiser steps with the loss, the last evaluation and samples per second.
+
+    The figures beside the bar are formatted at most every ``every`` seconds (as often as tqdm
+    redraws), not at every step: a small model's step takes a millisecond or two."""
+
+    every = 0.1
 
     def on_train_start(self, trainer) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", dynamic_ncols=True)
         self.samples, self.started, self.last = 0, time.perf_counter(), {}
+        self.shown = -self.every
 
     def on_step_end(self, trainer, loss: float, samples: int) -> None:
         self.samples += samples
-        rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix(loss=f"{loss:.4g}", **self.last, samples_per_s=f"{rate:.0f}", refresh=False)
+        now = time.perf_counter()
+        if now - self.shown >= self.every:
+            rate = self.samples / max(now - self.started, 1e-9)
+            self.bar.set_postfix(loss=f"{loss:.4g}", **self.last, samples_per_s=f"{rate:.0f}", refresh=False)
+            self.shown = now
         self.bar.update(1)
 
     def on_evaluate(self, trainer, row: dict[str, Any]) -> None:
@@ -61,18 +70,18 @@ class CSVLogger(Callback):
 
 
 class TensorBoard(Callback):
-    """Scalars of every evaluation, when the ``tensorboard`` package is installed."""
+    """Scalars of every evaluation, when the ``tensorboard`` package is installed; written to disk
+    every ``flush_secs`` seconds and at the end (not at each evaluation: short epochs paid for it)."""
 
-    def __init__(self, log_dir: str | Path) -> None:
+    def __init__(self, log_dir: str | Path, flush_secs: int = 10) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(log_dir))
+        self.writer = SummaryWriter(str(log_dir), flush_secs=flush_secs)
 
     def on_evaluate(self, trainer, row: dict[str, Any]) -> None:
         for key, value in row.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, row["step"])
-        self.writer.flush()
 
     def on_train_end(self, trainer) -> None:
         self.writer.close()
