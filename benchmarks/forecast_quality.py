@@ -98,8 +98,7 @@ def run_config(path: Path, out: Path, season: int, horizon: int, options: dict, 
     n = len(pd.read_csv(path))
     lookback = min(24, max(2 * season, 2 * horizon, 8), n // 4)
     model = {"cell": "lstm", "hidden_size": 32}
-    if options.get("revin"):
-        model["revin"] = True
+    model["revin"] = bool(options.get("revin"))  # the task turns it on unless told
     if options.get("highway"):
         model["highway_window"] = lookback
     if options.get("members"):

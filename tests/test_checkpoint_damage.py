@@ -259,6 +259,7 @@ def test_a_run_keeps_the_previous_checkpoint_while_it_trains_and_drops_it_when_d
 
     class Look(Callback):
         def on_epoch_end(self, trainer) -> None:  # called before the epoch's checkpoint is saved
+            trainer.writer.wait()  # the saves so far on disk (they are written in the background)
             previous = tmp_path / "checkpoints" / "last.prev.pt"
             kept.append(ckpt.load(previous)["position"]["step"] if previous.exists() else None)
 

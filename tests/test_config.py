@@ -146,7 +146,8 @@ def test_validate_unknown_key_names_the_dotted_key_and_the_nearest(override, mes
 
 def test_validate_unknown_key_without_a_near_one_lists_the_valid_keys():
     with pytest.raises(
-        ConfigError, match=r"unknown key 'zzzz'; valid keys: \['data', 'model', 'out_dir', 'task', 'train'\]"
+        ConfigError,
+        match=r"unknown key 'zzzz'; valid keys: \['data', 'evaluate', 'model', 'out_dir', 'task', 'train'\]",
     ):
         validate(RunConfig, sine_data("zzzz=1"))
 

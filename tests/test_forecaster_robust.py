@@ -1,12 +1,15 @@
 """Options that make a forecaster robust on small series with level shifts: reversible instance
 normalisation (RevIN) and a linear autoregressive highway (LSTNet)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from rnnkit.errors import ConfigError
 from rnnkit.models import build_model
 from rnnkit.models.forecast_heads import RevIN
+from rnnkit.run import load_run_config, resolve_model
 
 L, H = 8, 3
 
@@ -94,3 +97,13 @@ def test_a_highway_longer_than_the_window_is_refused():
         ConfigError, match=r"highway_window=9 reads more rows than a window has \(lookback=8\)"
     ):
         forecaster(highway_window=9)
+
+
+@pytest.mark.parametrize("section", [{}, {"revin": False}, {"name": "forecast_ensemble", "members": 2}])
+def test_forecast_runs_turn_revin_on_unless_the_model_section_says_otherwise(section):
+    """The forecast task suggests RevIN (benchmarks/forecast_quality.py chose it); the model's own
+    default stays off, so a bundle saved before the key existed loads as the plain model it was."""
+    config = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "sine.yaml")
+    config.model = {**config.model, **section}
+    assert resolve_model(config).revin is section.get("revin", True)
+    assert build_model({"name": "forecaster", "lookback": L, "horizon": H}).config.revin is False

@@ -106,12 +106,12 @@ def resolve_model(
                 f"{where(key)}: model.{key} is fixed by the data section to {value}, got "
                 f"{config.model[key]}: drop model.{key}"
             )
-    section = {**keys.suggested, **config.model, **fixed}
     try:
-        cls = config_class(section.get("name"))
+        cls = config_class(config.model.get("name"))
     except ConfigError as error:
         raise ConfigError(f"{where('name')}: model.name: {error}") from None
-    return validate(cls, section, source, overrides, prefix="model.")
+    suggested = {k: v for k, v in keys.suggested.items() if k in cls.model_fields}  # a model without them
+    return validate(cls, {**suggested, **config.model, **fixed}, source, overrides, prefix="model.")
 
 
 class RunInterrupted(KeyboardInterrupt):

