@@ -51,7 +51,10 @@ SAVED = {
         "input_dropout": 0.0, "hidden_dropout": 0.0, "output_dropout": 0.0, "weight_drop": 0.0,
     },
 }  # fmt: skip
-ADDED = {"forecaster": {"revin": False, "highway_window": 0}}
+ADDED = {
+    "forecaster": {"revin": False, "highway_window": 0},
+    "classifier": {"input_size": None, "conv_channels": [], "conv_kernel": 5, "chunk_size": None},
+}
 
 
 def test_the_task_configs_share_one_definition_of_the_encoder_keys():

@@ -10,11 +10,22 @@ Heads: "binary" (one logit, P(class 1) by a sigmoid, binary cross-entropy; num_c
 binary cross-entropy against a multi-hot (B, C) target). Pooling reads real steps only, so with
 ``lengths`` a text's prediction does not depend on what else is in its batch.
 
+Over numbers instead of ids (recordings of sensor channels): ``input_size`` replaces ``vocab_size``
+and inputs are (B, T, input_size) floats. Two options for such recordings: ``conv_channels`` puts
+Conv1d blocks before the recurrence (the recurrent-convolutional design), and ``chunk_size`` makes
+the encoder hierarchical: a recurrence over each chunk of that many steps, then one over the
+chunks' final states, for recordings too long for one recurrence to carry. Both keep a recording's
+prediction independent of its batch's padding (tested).
+
+    model = build_model({"name": "classifier", "input_size": 6, "num_classes": 4,
+                         "conv_channels": [32, 32], "chunk_size": 20})
+
 Shape letters as in :mod:`rnnkit`, plus E = embedding_dim, C = num_classes and F = K*H (pooled size).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal, NamedTuple
 
 import torch
@@ -26,7 +37,7 @@ from rnnkit.checks import check_lengths
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.functional.masking import lengths_to_mask
 from rnnkit.layers.regularization import EmbeddingDropout
-from rnnkit.models.encoder import EncoderConfig, Pooling, check_tokens
+from rnnkit.models.encoder import EncoderConfig, Pooling, check_tokens, final_states
 from rnnkit.models.registry import register_model
 
 
@@ -40,8 +51,20 @@ class ClassifierConfig(EncoderConfig):
     """
 
     name: Literal["classifier"] = "classifier"
-    vocab_size: int = Field(gt=0, description="V, token ids 0 .. V-1")
+    vocab_size: int | None = Field(None, gt=0, description="V, token ids 0 .. V-1 (text)")
+    input_size: int | None = Field(
+        None, gt=0, description="numbers instead of ids: features a step (a recording's channels)"
+    )
     num_classes: int = Field(gt=0, description="C; 2 for head='binary'")
+    conv_channels: list[int] = Field(
+        default_factory=list, description="Conv1d blocks (ReLU) before the recurrence: their channels"
+    )
+    conv_kernel: int = Field(5, ge=1, description="the conv blocks' kernel width, odd (lengths kept)")
+    chunk_size: int | None = Field(
+        None,
+        ge=2,
+        description="hierarchical: a recurrence over chunks of this many steps, then one over chunks",
+    )
     embedding_dim: int = Field(128, gt=0)
     padding_idx: int | None = Field(
         0, ge=0, description="the pad id: its vector starts at zero, gets no gradient"
@@ -53,7 +76,19 @@ class ClassifierConfig(EncoderConfig):
 
     @model_validator(mode="after")
     def _options_fit_together(self) -> ClassifierConfig:
-        if self.padding_idx is not None and self.padding_idx >= self.vocab_size:
+        if (self.vocab_size is None) == (self.input_size is None):
+            raise ValueError(
+                "give vocab_size (token ids) or input_size (numeric features a step), one of them"
+            )
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(
+                f"conv_kernel must be odd so that a sequence keeps its length, got {self.conv_kernel}"
+            )
+        if (
+            self.vocab_size is not None
+            and self.padding_idx is not None
+            and self.padding_idx >= self.vocab_size
+        ):
             raise ValueError(
                 f"padding_idx={self.padding_idx} must be a token id below vocab_size={self.vocab_size}"
             )
@@ -95,9 +130,15 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         c = self.config = config
         K = 2 if c.bidirectional else 1
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx)
-        self.embedding_dropout = EmbeddingDropout(c.vocab_size, c.embedding_dropout)
-        self.encoder = c.encoder(c.embedding_dim)
+        self.embedding = None
+        if c.vocab_size is not None:
+            self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.padding_idx)
+            self.embedding_dropout = EmbeddingDropout(c.vocab_size, c.embedding_dropout)
+        width = c.embedding_dim if c.vocab_size is not None else c.input_size
+        self.conv = ConvFrontEnd(width, c.conv_channels, c.conv_kernel) if c.conv_channels else None
+        width = c.conv_channels[-1] if c.conv_channels else width
+        self.encoder = c.encoder(width)
+        self.upper = c.encoder(K * c.hidden_size) if c.chunk_size else None  # over the chunks' summaries
         self.pooling = Pooling(c.pooling, K * c.hidden_size, K)
         self.output_dropout = nn.Dropout(c.output_dropout)
         self.head = nn.Linear(K * c.hidden_size, 1 if c.head == "binary" else c.num_classes)
@@ -107,14 +148,40 @@ class SequenceClassifier(nn.Module):
         return None
 
     def forward(self, tokens: Tensor, lengths=None) -> ClassifierOutput:
-        B, T = check_tokens(tokens, self.config.vocab_size)
+        """tokens (B, T) ids, or (B, T, input_size) numbers for a numeric classifier."""
+        if self.embedding is not None:
+            B, T = check_tokens(tokens, self.config.vocab_size)
+            x = self.embedding_dropout(self.embedding(tokens), tokens)  # (B, T, E)
+        else:
+            B, T = check_features(tokens, self.config.input_size)
+            x = tokens
         lengths = check_lengths(lengths, B, T)
-        x = self.embedding_dropout(self.embedding(tokens), tokens)  # (B, T, E)
-        encoded = self.encoder(x, lengths=lengths)  # outputs (B, T, K*H)
         mask = None if lengths is None else lengths_to_mask(lengths, T, tokens.device)  # (B, T)
+        if self.conv is not None:
+            x = self.conv(x, mask)
+        if self.upper is None:
+            encoded = self.encoder(x, lengths=lengths)  # outputs (B, T, K*H)
+        else:
+            encoded, mask = self._hierarchy(x, lengths)  # outputs (B, N, K*H) over N chunks
         pooled, attention = self.pooling(encoded, mask)  # (B, F), (B, T) or None
         logits = self.head(self.output_dropout(pooled))  # (B, 1) or (B, C)
         return ClassifierOutput(logits.squeeze(-1) if self.config.head == "binary" else logits, attention)
+
+    def _hierarchy(self, x: Tensor, lengths: Tensor | None):
+        """The lower recurrence over each chunk of ``chunk_size`` steps (the last one zero-padded and
+        read to its real length), the upper one over the chunks' final states: (outputs, chunk mask)."""
+        B, T, D = x.shape
+        S = self.config.chunk_size
+        N = -(-T // S)
+        full = torch.full((B,), T, device=x.device) if lengths is None else lengths.to(x.device)
+        starts = torch.arange(N, device=x.device) * S  # (N,)
+        chunk_lengths = (full[:, None] - starts).clamp(0, S)  # (B, N); 0 for chunks past the end
+        chunks = F.pad(x, (0, 0, 0, N * S - T)).reshape(B * N, S, D)
+        lower = self.encoder(chunks, lengths=chunk_lengths.clamp(min=1).flatten())
+        K = 2 if self.config.bidirectional else 1
+        summaries = final_states(lower.state, K).reshape(B, N, -1)  # (B, N, K*H)
+        counts = -(-full // S)  # (B,) real chunks
+        return self.upper(summaries, lengths=counts), lengths_to_mask(counts, N, x.device)
 
     def loss(self, inputs: Tensor, targets: Tensor, lengths=None, state: None = None) -> tuple[Tensor, None]:
         """Binary cross-entropy (binary, multilabel) or softmax cross-entropy (multiclass), batch mean.
@@ -152,6 +219,8 @@ class SequenceClassifier(nn.Module):
         ``freeze=True`` keeps them fixed in training (requires_grad False). The padding row is used
         as given; padded steps never reach the encoder's result, so its value does not matter.
         """
+        if self.embedding is None:
+            raise ConfigError("a numeric classifier (input_size) has no embedding to load vectors into")
         expected = (self.config.vocab_size, self.config.embedding_dim)
         if not isinstance(weight, Tensor) or tuple(weight.shape) != expected:
             got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
@@ -182,3 +251,40 @@ class SequenceClassifier(nn.Module):
             what = "0/1 labels" if head == "binary" else "multi-hot rows of 0/1"
             raise DataError(f"targets for head={head!r} must be {what} (probabilities in [0, 1])")
         return targets
+
+
+class ConvFrontEnd(nn.Module):
+    """Conv1d blocks (same length, ReLU) before the recurrence: the recurrent-convolutional design.
+
+    Padded steps are zeroed before each block, so a sequence's outputs are what the blocks give it
+    alone (whose edges are zero-padded the same way): padding in a batch changes nothing.
+    """
+
+    def __init__(self, in_channels: int, channels: list[int], kernel: int) -> None:
+        super().__init__()
+        sizes = [in_channels, *channels]
+        self.blocks = nn.ModuleList(
+            nn.Conv1d(a, b, kernel, padding=kernel // 2) for a, b in itertools.pairwise(sizes)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """x (B, T, D), mask (B, T) or None -> (B, T, channels[-1])."""
+        keep = None if mask is None else mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        y = x.transpose(1, 2)  # (B, D, T)
+        for block in self.blocks:
+            y = torch.relu(block(y if keep is None else y * keep))
+        return y.transpose(1, 2) if keep is None else (y * keep).transpose(1, 2)
+
+
+def check_features(inputs, size: int) -> tuple[int, int]:
+    """Numeric inputs must be a finite (B, T, size) float tensor; returns (B, T)."""
+    if not isinstance(inputs, Tensor) or inputs.dim() != 3 or inputs.shape[-1] != size:
+        got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ShapeError(f"inputs must be (B, T, input_size={size}) numbers, got {got}")
+    if not inputs.is_floating_point():
+        raise ShapeError(f"inputs must be floating point, got dtype {inputs.dtype}")
+    if 0 in inputs.shape[:2]:
+        raise ShapeError(f"inputs are empty: shape {tuple(inputs.shape)}; every batch needs B >= 1, T >= 1")
+    if not torch.isfinite(inputs).all():
+        raise DataError("inputs hold NaN or infinity: fill or drop those steps first")
+    return inputs.shape[0], inputs.shape[1]
