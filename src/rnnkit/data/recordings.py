@@ -49,14 +49,9 @@ class Recordings:
         )
 
 
-def read_recordings(
-    path: str | Path,
-    id_column: str = "id",
-    time_column: str | None = None,
-    label_column: str = "label",
-    channels: Sequence[str] | None = None,
-) -> Recordings:
-    """Read ``path`` by its suffix: ``.ts``, ``.npz``, or a long table (module docs)."""
+def read_recordings(path: str | Path, **columns) -> Recordings:
+    """Read ``path`` by its suffix: ``.ts``, ``.npz``, or a long table whose ``columns`` are named as
+    :func:`read_long_table`'s keywords (module docs)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
@@ -64,7 +59,7 @@ def read_recordings(
         return read_ts(path)
     if path.suffix == ".npz":
         return read_npz(path)
-    return read_long_table(path, id_column, time_column, label_column, channels)
+    return read_long_table(path, **columns)
 
 
 def read_ts(path: str | Path) -> Recordings:
