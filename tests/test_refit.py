@@ -67,7 +67,7 @@ def test_refit_every_covers_the_whole_test_part_and_says_so_in_the_table(tmp_pat
     said = []
     metrics = train_run(load_run_config(tmp_path / "run.yaml"), log=said.append)
     assert metrics["refit"] == {"every": 3, "epochs": 1}
-    assert "refitting every 3 forecast origins (1 epochs each, warm-started)" in said
+    assert "refitting every 3 forecast origins (1 epoch each, warm-started)" in said
     assert "the model retrained, warm-started, every 3 origins" in "\n".join(said)
     assert np.isfinite(metrics["value"]["all"]["model"]["MASE"])
 

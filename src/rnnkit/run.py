@@ -214,7 +214,7 @@ def _evaluate(config: RunConfig, task: Task, model, prepared: Prepared, log: Cal
     if every is None:
         return task.evaluate(model, prepared)
     epochs = config.evaluate.refit_epochs
-    log(f"refitting every {every} forecast origins ({epochs} epochs each, warm-started)")
+    log(f"refitting every {every} forecast origins ({epochs} epoch{'s' * (epochs > 1)} each, warm-started)")
     predicted = refit_forecasts(model, prepared, config.train, every, epochs)
     metrics = task.evaluate(model, prepared, predicted)
     metrics["refit"] = {"every": every, "epochs": epochs}

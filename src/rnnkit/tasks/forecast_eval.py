@@ -161,7 +161,7 @@ def metrics_table(results: dict[str, Any]) -> str:
         refit = results["refit"]
         lines.append(
             f"  (the model retrained, warm-started, every {refit['every']} origins for {refit['epochs']} "
-            "epochs on the rows up to the origin; the baselines are updated without refitting)"
+            "epoch(s) on the rows up to the origin; the baselines are updated without refitting)"
         )
     lines += [f"  ({who} skipped: {why})" for who, why in results.get("skipped", {}).items()]
     labels = {
