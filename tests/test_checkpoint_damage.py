@@ -271,7 +271,9 @@ def test_a_run_keeps_the_previous_checkpoint_while_it_trains_and_drops_it_when_d
 def test_the_background_writer_keeps_each_files_latest_save_and_reports_a_failure(tmp_path, monkeypatch):
     writer = ckpt.Writer()
     path = tmp_path / "last.pt"
-    for value in range(5):
+    writer.save({"value": torch.tensor([0.0])}, path, keep_previous=True)
+    writer.wait()  # on disk: the saves below keep it, or one of them, as last.prev.pt
+    for value in range(1, 5):  # saves still waiting are replaced by newer ones of the same file
         writer.save({"value": torch.tensor([float(value)])}, path, keep_previous=True)
     writer.save({"value": torch.tensor([9.0])}, tmp_path / "best.pt")
     writer.wait()
