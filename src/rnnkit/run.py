@@ -72,7 +72,7 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     config = validate(run_config_type(task), apply_overrides(raw, overrides), str(path), overrides)
     config.model = {"name": task.default_model, **config.model}
     resolve_model(config, source=str(path), overrides=overrides)  # bad model keys fail now
-    if config.evaluate.refit_every is not None and task.name != "forecast":
+    if config.evaluate.refit_every is not None and not task.refits:
         where = origin("evaluate.refit_every", str(path), overrides)
         raise ConfigError(f"{where}: evaluate.refit_every refits forecasters only: drop it for {task.name}")
     return config

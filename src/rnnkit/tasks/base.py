@@ -89,6 +89,8 @@ class Task(ABC, Generic[D, P]):
     stand_ins: ClassVar[Mapping[str, Any]] = {}
     # what a bundle's preprocessing must hold for the predictor (checked when a bundle is loaded)
     preprocessing_keys: ClassVar[tuple[str, ...]] = ()
+    # whether a backtest can refit the model (evaluate.refit_every; evaluate takes ``predicted``)
+    refits: ClassVar[bool] = False
 
     @abstractmethod
     def prepare(

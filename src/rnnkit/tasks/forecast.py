@@ -295,6 +295,7 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
     data_config = SeriesDataConfig
     default_model = "forecaster"
     preprocessing_keys = ("columns", "lookback", "horizon", "season", "scalers")
+    refits = True
 
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> ForecastPrepared:
         return prepare(config, preprocessing, path, batch_size)
