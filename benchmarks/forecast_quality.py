@@ -14,8 +14,9 @@ for early stopping), one forecast from every test step (a backtest without refit
 rnnkit runs the task's own pipeline (``train_run`` on a config per series: standard scaling on the
 training part, a 1-layer LSTM of 32, lookback 2 seasons capped to 24 rows, direct strategy) in the
 variants given by ``--variants``: ``plain``, ``revin`` (model.revin), ``highway``
-(model.highway_window = lookback), ``revin+highway`` and ``revin ensemble`` (five RevIN forecasters,
-their median: model.name forecast_ensemble). The classical rows come from the same evaluation
+(model.highway_window = lookback), ``revin+highway``, ``revin ensemble`` (five RevIN forecasters,
+their median: model.name forecast_ensemble), and ``revin log`` / ``revin log ensemble`` (data.transform
+log where the series is positive). The classical rows come from the same evaluation
 (rnnkit.classical: ARIMA and ETS by AIC, Theta; fitted on the training part, updated without
 refitting). The table is MASE over all H steps (scaled by the in-sample seasonal naive MAE of the
 training part); the summary gives the mean MASE over the series, the number of series where each
@@ -62,6 +63,8 @@ VARIANTS = {
     "highway": {"highway": True},
     "revin+highway": {"revin": True, "highway": True},
     "revin ensemble": {"revin": True, "members": 5},
+    "revin log": {"revin": True, "log": True},
+    "revin log ensemble": {"revin": True, "log": True, "members": 5},
 }
 CLASSICAL_ROWS = {"arima": "ARIMA", "ets": "ETS", "theta": "Theta", "seasonal_naive": "seasonal naive"}
 
@@ -109,6 +112,7 @@ def run_config(path: Path, out: Path, season: int, horizon: int, options: dict, 
         "data": {
             "path": str(path), "targets": ["value"], "lookback": lookback, "horizon": horizon,
             "test": 0.2, "validation": 0.1, "season": season,
+            "transform": "log" if options.get("log") and (pd.read_csv(path)["value"] > 0).all() else "none",
         },
         "model": model,
         "train": {

@@ -360,3 +360,29 @@ def test_seattle_weather_tests_on_2015():
     defaults = model_defaults(cfg)
     assert D == defaults["output_size"] + defaults["num_past"] + defaults["num_known"] == 1 + 3 + 2
     assert prepared.train.tensors[1].shape[1:] == (H7, 1)
+
+
+def test_a_log_transform_models_the_logarithm_and_evaluates_in_the_series_units(tmp_path):
+    path = tmp_path / "positive.csv"
+    frame = table()
+    frame["value"] = np.exp(frame["value"] / 10)  # positive, growing by proportions
+    frame.to_csv(path, index=False)
+    cfg = config(path, transform="log")
+    prepared = forecast.prepare(cfg)
+    targets = prepared.test_windows.targets[..., 0]  # scaled log values
+    mean, std = np.log(frame["value"][:A]).mean(), np.log(frame["value"][:A]).std(ddof=0)
+    np.testing.assert_allclose(targets[0], (np.log(frame["value"][B : B + H]) - mean) / std, rtol=1e-4)
+    metrics = forecast.evaluate(model_for(cfg, "gaussian"), prepared)
+    persistence = baseline("last_value", frame["value"].to_numpy(), prepared.test_windows.origin, H)
+    actual = frame["value"].to_numpy()[prepared.test_windows.origin[:, None] + np.arange(1, H + 1)]
+    assert metrics["value"]["h1"]["last_value"]["MAE"] == pytest.approx(
+        np.abs(persistence - actual)[:, 0].mean()
+    )
+    assert 0 <= metrics["value"]["all"]["model"]["coverage"] <= 100
+
+    frame.loc[3, "value"] = 0.0
+    frame.to_csv(path, index=False)
+    with pytest.raises(
+        DataError, match=r"data.transform log: .*needs positive values.*set data.transform to none"
+    ):
+        forecast.prepare(config(path, transform="log"))

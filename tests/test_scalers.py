@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rnnkit.data.scalers import (
+    LogScaler,
     MinMaxScaler,
     RobustScaler,
     Scaler,
@@ -193,3 +194,18 @@ def test_state_missing_keys_and_bad_feature_range_are_refused():
         ConfigError, match=r"feature_range must be \(low, high\) with low < high, got \(1, 0\)"
     ):
         MinMaxScaler((1, 0))
+
+
+@pytest.mark.parametrize("name", ["standard", "minmax", "robust"])
+def test_a_log_scaler_takes_the_log_then_the_affine_map_and_back(name):
+    values = np.array([[1.0, 100.0], [2.0, 300.0], [8.0, 900.0]])
+    scaler = LogScaler(make_scaler(name)).fit(values)
+    np.testing.assert_allclose(scaler.transform(values), make_scaler(name).fit_transform(np.log(values)))
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(values)), values)
+    again = scaler_from_state(json.loads(json.dumps(scaler.state_dict())))
+    assert isinstance(again, LogScaler) and again.state_dict() == scaler.state_dict()
+    assert scaler.inverse_transform(np.array([[1e6, 0.0]]))[0, 0] < np.inf  # no overflow to inf
+    with pytest.raises(
+        DataError, match=r"log transform needs positive values, but column\(s\) \[1\] hold -3"
+    ):
+        scaler.transform(np.array([[1.0, -3.0]]))

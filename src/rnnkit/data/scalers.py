@@ -5,7 +5,9 @@
     again = scaler_from_state(json.loads(json.dumps(scaler.state_dict())))   # the same numbers
 
 Every scaler is the affine map ``x' = (x - offset) / scale`` per column, with statistics kept in
-float64; a constant column gets scale 1, so it never divides by zero.
+float64; a constant column gets scale 1, so it never divides by zero. :class:`LogScaler` takes the
+logarithm first (positive series whose changes are proportional to their level: sales,
+passengers, counts) and maps back with the exponential.
 """
 
 from __future__ import annotations
@@ -155,8 +157,56 @@ def make_scaler(name: str) -> Scaler:
     return SCALERS[name]()
 
 
-def scaler_from_state(state: dict[str, Any]) -> Scaler:
+class LogScaler:
+    """``log(x)``, then ``inner``'s affine map; the inverse maps back with ``exp``.
+
+    Values must be positive (an error says which column is not). A symmetric error in the log
+    space is a proportional one in the original, and an interval's bounds map back as bounds; a
+    point forecast mapped back is the median of a forecast distribution, not its mean.
+    """
+
+    def __init__(self, inner: Scaler) -> None:
+        self.inner = inner
+
+    def fit(self, values: np.ndarray) -> LogScaler:
+        self.inner.fit(_log(values))
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return self.inner.transform(_log(values)).astype(_out_dtype(values))
+
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        logs = self.inner.inverse_transform(np.asarray(values, dtype=np.float64))
+        return np.exp(np.minimum(logs, _MAX_LOG)).astype(_out_dtype(values))
+
+    def fit_transform(self, values: np.ndarray) -> np.ndarray:
+        return self.fit(values).transform(values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.inner.state_dict(), "log": True}
+
+    def __repr__(self) -> str:
+        return f"LogScaler({self.inner!r})"
+
+
+_MAX_LOG = np.log(np.finfo(np.float64).max) - 1  # exp of more overflows
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if (x <= 0).any():
+        columns = np.flatnonzero((x <= 0).reshape(len(x), -1).any(0)).tolist()
+        raise DataError(
+            f"a log transform needs positive values, but column(s) {columns} hold {x.min():g}: "
+            "set data.transform to none for series that reach zero or below"
+        )
+    return np.log(x)
+
+
+def scaler_from_state(state: dict[str, Any]) -> Scaler | LogScaler:
     """The scaler that wrote ``state`` (from :meth:`Scaler.state_dict`), with identical statistics."""
+    if state.get("log"):
+        return LogScaler(scaler_from_state({k: v for k, v in state.items() if k != "log"}))
     kind = state.get("kind")
     if kind not in SCALERS:
         raise unknown_name("scaler", kind, SCALERS)

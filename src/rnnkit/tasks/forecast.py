@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
+from rnnkit.data.scalers import LogScaler
 from rnnkit.data.series import (
     Columns,
     Series,
@@ -71,6 +72,9 @@ class SeriesDataConfig(Config):
     validation: Part = Field(0.0, description="the same, for the part just before the test part")
     scaler: Literal["none", "minmax", "standard", "robust"] = Field(
         "standard", description="fitted on the training part; none only for values already near [-1, 1]"
+    )
+    transform: Literal["none", "log"] = Field(
+        "none", description="log: the targets' logarithm is modelled (positive series, proportional changes)"
     )
     season: int = Field(
         1, gt=0, description="seasonal naive lag and MASE scale, e.g. 7 or 365 for daily data"
@@ -224,8 +228,17 @@ def prepare(
 def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bounds) -> dict[str, Any]:
     """Scalers and the MASE scale, from the training rows [0, a) of every series only."""
     train = [(s, a) for s, (a, _) in zip(all_series, bounds, strict=True)]
+    if config.transform == "log":  # every row is transformed, not only the training part's
+        for s in all_series:
+            try:
+                LogScaler(make_scaler("none")).transform(s.targets)
+            except DataError as error:
+                where = f"series {s.key!r}" if s.key else "the targets"
+                raise DataError(f"data.transform log: {where}: {error}") from None
     scalers = {
-        f: _fit_scaler(config.scaler, [getattr(s, f)[:a] for s, a in train])
+        f: _fit_scaler(
+            config.scaler, [getattr(s, f)[:a] for s, a in train], config.transform == "log" and f == "targets"
+        )
         for f in ("targets", "past", "known")
     }
     mase = [
@@ -244,9 +257,11 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
     }
 
 
-def _fit_scaler(name: str, parts: list[np.ndarray]):
+def _fit_scaler(name: str, parts: list[np.ndarray], log: bool = False):
     values = np.concatenate(parts)  # (N, F)
-    return make_scaler(name).fit(values) if values.shape[1] else make_scaler("none")  # no columns: identity
+    if not values.shape[1]:
+        return make_scaler("none")  # no columns: identity
+    return (LogScaler(make_scaler(name)) if log else make_scaler(name)).fit(values)
 
 
 def windows_dataset(windows) -> TensorDataset:
