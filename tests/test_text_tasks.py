@@ -19,6 +19,7 @@ import rnnkit
 from rnnkit.bundle import load_bundle
 from rnnkit.cli.main import main
 from rnnkit.config import ConfigError
+from rnnkit.data.labels import stratified_split
 from rnnkit.errors import DataError
 from rnnkit.run import load_run_config, train_run
 from rnnkit.tasks import classify, classify_use, language
@@ -523,13 +524,12 @@ def test_a_prompt_with_unknown_characters_warns_and_generation_never_prints_unk(
 
 
 def test_classes_are_split_in_the_same_shares_and_rare_ones_are_named():
-    config = classify.TextDataConfig(path="x.csv", test=0.25, validation=0.2)
     labels = ["a"] * 80 + ["b"] * 20
-    train, validation, test = classify._split(labels, config, has_test=False)
+    train, validation, test = stratified_split(labels, 0.25, 0.2, seed=0, what="texts")
     assert sorted([*train, *validation, *test]) == list(range(100))
     for part, share in ((test, 0.25), (validation, 0.75 * 0.2)):
         assert sum(labels[i] == "b" for i in part) == round(20 * share if part is test else 15 * 0.2)
         assert sum(labels[i] == "a" for i in part) == round(80 * 0.25 if part is test else 60 * 0.2)
     with pytest.warns(UserWarning, match=r"class\(es\) 'rare' \(1\) have fewer texts than the 3 parts"):
-        train, validation, test = classify._split([*labels, "rare"], config, has_test=False)
+        train, validation, test = stratified_split([*labels, "rare"], 0.25, 0.2, seed=0, what="texts")
     assert 100 in train  # the one example of a class is trained on

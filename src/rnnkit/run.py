@@ -39,7 +39,9 @@ class RunConfig(Config):
     registered model (default: the task's) with its keys.
     """
 
-    task: str = Field(description="forecast, classify, language_model, seq2seq, tag, or a registered task")
+    task: str = Field(
+        description="forecast, classify, classify_series, language_model, seq2seq, tag, or a registered task"
+    )
     out_dir: str = Field("runs/run", coerce_numbers_to_str=True, description="the run directory")
     data: Config
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")

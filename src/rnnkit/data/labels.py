@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.errors import DataError
+from rnnkit.errors import DataError, warn_user
 
 
 @dataclass
@@ -109,3 +110,43 @@ def class_order(name: str) -> tuple:
         return (0, float(name), name)
     except ValueError:
         return (1, 0.0, name)
+
+
+def stratified_split(
+    labels: Sequence, test: float, validation: float, seed: int, what: str = "examples"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded row indices of the training, validation and test parts, stratified by label: each class
+    is split in the same shares (multi-label rows by their first label, in a shuffled whole).
+
+    ``test`` is the share of all rows held out (0 when the test part is a file of its own), then
+    ``validation`` the share of the rest; ``what`` names the rows in messages ("texts").
+    """
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    keys = [tuple(label)[:1] if isinstance(label, list | tuple) else label for label in labels]
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    parts = 1 + sum(share > 0 for share in (test, validation))
+    train, held, tested, rare = [], [], [], []
+    for key, rows in groups.items():
+        rows = rng.permutation(rows)
+        n_test = round(len(rows) * test)
+        n_val = round((len(rows) - n_test) * validation)
+        if len(rows) < parts:
+            rare.append(f"{key!r} ({len(rows)})")
+            n_test, n_val = min(n_test, len(rows) - 1), 0  # training sees the class first
+        tested += rows[:n_test].tolist()
+        held += rows[n_test : n_test + n_val].tolist()
+        train += rows[n_test + n_val :].tolist()
+    if rare:
+        warn_user(
+            f"class(es) {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''} have fewer {what} than the "
+            f"{parts} parts (train, validation, test): they cannot be in every part, so the model is "
+            "scored on them little or not at all; add examples of these classes or merge them"
+        )
+    if test > 0 and not tested and len(train) > 1:  # a tiny set whose shares all rounded to 0
+        tested.append(train.pop())
+    if not train:
+        raise DataError(f"{n} {what} leave none for training after the test and validation parts")
+    return np.sort(train).astype(int), np.sort(held).astype(int), np.sort(tested).astype(int)

@@ -17,6 +17,7 @@ from rnnkit.tasks.base import ModelKeys, Predictor, Prepared, Report, Task
 _BUILT_IN = {
     "forecast": "rnnkit.tasks.forecast",
     "classify": "rnnkit.tasks.classify",
+    "classify_series": "rnnkit.tasks.classify_series",
     "language_model": "rnnkit.tasks.language",
     "seq2seq": "rnnkit.tasks.seq2seq",
     "tag": "rnnkit.tasks.tagging",

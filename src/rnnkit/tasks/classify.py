@@ -11,7 +11,6 @@ regression fitted on the same training part.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,8 +31,9 @@ from rnnkit.data import (
     read_labelled,
     read_vectors,
 )
+from rnnkit.data.labels import stratified_split
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import ConfigError, DataError, warn_user
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import bag_of_words_baseline, classification_metrics, majority_baseline
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
@@ -111,41 +111,6 @@ def rotten_tomatoes() -> LabelledTexts:
     return LabelledTexts(frame["text"].tolist(), frame["category"].tolist())
 
 
-def _split(labels: Sequence, config: TextDataConfig, has_test: bool) -> tuple[np.ndarray, ...]:
-    """Seeded row indices of the training, validation and test parts, stratified by label: each class
-    is split in the same shares (multi-label rows by their first label, in a shuffled whole)."""
-    n = len(labels)
-    rng = np.random.default_rng(config.split_seed)
-    keys = [tuple(label)[:1] if isinstance(label, list | tuple) else label for label in labels]
-    groups: dict[Any, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    shares = [0.0 if has_test else config.test, config.validation]
-    parts = 1 + sum(share > 0 for share in shares)
-    train, validation, test, rare = [], [], [], []
-    for key, rows in groups.items():
-        rows = rng.permutation(rows)
-        n_test = 0 if has_test else round(len(rows) * config.test)
-        n_val = round((len(rows) - n_test) * config.validation)
-        if len(rows) < parts:
-            rare.append(f"{key!r} ({len(rows)})")
-            n_test, n_val = min(n_test, len(rows) - 1), 0  # training sees the class first
-        test += rows[:n_test].tolist()
-        validation += rows[n_test : n_test + n_val].tolist()
-        train += rows[n_test + n_val :].tolist()
-    if rare:
-        warn_user(
-            f"class(es) {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''} have fewer texts than the "
-            f"{parts} parts (train, validation, test): they cannot be in every part, so the model is "
-            "scored on them little or not at all; add texts of these classes or merge them"
-        )
-    if not has_test and not test and len(train) > 1:  # a tiny set whose shares all rounded to 0
-        test.append(train.pop())
-    if not train:
-        raise DataError(f"{n} texts leave none for training after the test and validation parts")
-    return np.sort(train), np.sort(validation).astype(int), np.sort(test).astype(int)
-
-
 @dataclass(kw_only=True)
 class TextPrepared(Prepared):
     texts: dict[str, LabelledTexts]  # "train" and "test": the raw texts, for baselines and plots
@@ -173,7 +138,10 @@ def prepare(
     else:
         everything = _unique(read_texts(config))
         separate = None if config.test_path is None else read_texts(config, config.test_path)
-        i_train, i_val, i_test = _split(everything.labels, config, separate is not None)
+        test_share = 0.0 if separate is not None else config.test
+        i_train, i_val, i_test = stratified_split(
+            everything.labels, test_share, config.validation, config.split_seed, "texts"
+        )
         train, validation = _take(everything, i_train), _take(everything, i_val)
         test = separate if separate is not None else _take(everything, i_test)
         if separate is not None:  # a text in both files would be tested on what the model learnt

@@ -1,0 +1,81 @@
+"""The classify_series task end to end on generated recordings: official train and test files, a
+stratified validation share of the training part, per-channel standardisation fitted on training
+steps only, and the table beside the majority class, 1-NN Euclidean and 1-NN DTW."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.files import CACHE_VARIABLE
+from rnnkit.run import load_run_config, train_run
+from rnnkit.tasks import classify_series
+
+
+def write_ts(path, n: int, seed: int) -> None:
+    """Two classes of 2-channel recordings of 12 to 20 steps: a rising or a falling first channel."""
+    rng = np.random.default_rng(seed)
+    lines = [
+        "@problemName Toy",
+        "@timeStamps false",
+        "@univariate false",
+        "@classLabel true up down",
+        "@data",
+    ]
+    for i in range(n):
+        label = "up" if i % 2 == 0 else "down"
+        t = np.linspace(0, 1, rng.integers(12, 21))
+        first = (t if label == "up" else 1 - t) * 5 + 100 + rng.normal(0, 0.2, len(t))  # far from 0: scaled
+        second = rng.normal(0, 1, len(t))
+        channels = [",".join(f"{v:.4f}" for v in c) for c in (first, second)]
+        lines.append(":".join([*channels, label]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_config(tmp_path, **data):
+    write_ts(tmp_path / "toy_TRAIN.ts", 24, 0)
+    write_ts(tmp_path / "toy_TEST.ts", 10, 1)
+    config = {
+        "task": "classify_series",
+        "out_dir": str(tmp_path / "run"),
+        "data": {"path": "toy_TRAIN.ts", "test_path": "toy_TEST.ts", "validation": 0.25, **data},
+        "model": {"hidden_size": 8, "conv_channels": [4], "chunk_size": 5, "pooling": "mean"},
+        "train": {"epochs": 30, "batch_size": 6, "progress": False, "tensorboard": False, "seed": 0},
+    }
+    (tmp_path / "run.yaml").write_text(json.dumps(config))
+    return load_run_config(tmp_path / "run.yaml")
+
+
+def test_recordings_train_and_score_beside_the_nearest_neighbours(tmp_path):
+    config = run_config(tmp_path)
+    prepared = classify_series.prepare(config.data)
+    assert (len(prepared.train), len(prepared.validation), len(prepared.test)) == (18, 6, 10)
+    steps = np.concatenate([s for s in prepared.recordings["train"].sequences])
+    np.testing.assert_allclose(steps.mean(0), 0, atol=1e-5)  # standardised on the training steps
+    said = []
+    metrics = train_run(config, log=said.append)
+    table = "\n".join(said)
+    for row in ("model", "majority class", "1-NN Euclidean", "1-NN DTW (full window)"):
+        assert row in table
+    assert metrics["1nn_euclidean"]["accuracy"] == 1.0 and metrics["model"]["accuracy"] >= 0.8
+    assert metrics["majority"]["accuracy"] == 0.5
+    assert (tmp_path / "run" / "confusion_matrix.png").is_file()
+
+
+def test_euclidean_neighbours_resample_other_lengths_and_dtw_aligns_them():
+    a = np.arange(4.0)[:, None]  # (4, 1)
+    b = np.arange(0.0, 3.5, 0.5)[:, None]  # the same ramp over 7 steps
+    distances = classify_series.euclidean_distances([a, -a], [b])
+    assert distances[0, 0] == pytest.approx(0.0) and distances[1, 0] > 1
+    assert classify_series.dtw_distances([a, -a], [b]).argmin(0).tolist() == [0]
+
+
+def test_an_archive_is_read_from_sktimes_wheel_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
+    with pytest.raises(
+        DataError, match=r"data.archive BasicMotions is read from sktime's wheel.*make sensors"
+    ):
+        classify_series.archive_files("BasicMotions")
+    with pytest.raises(ConfigError, match=r"give path .* or archive, one of them"):
+        run_config(tmp_path, archive="BasicMotions")
