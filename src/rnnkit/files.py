@@ -23,6 +23,17 @@ except ImportError:  # Windows
 CACHE_VARIABLE = "RNNKIT_CACHE"
 
 
+def downloaded(name: str, what: str, how: str) -> Path:
+    """``<cache>/downloads/<name>``, a file a set-up step downloads from the package registry; when it
+    is missing, a DataError saying that ``what`` reads it and ``how`` to get it."""
+    from rnnkit.errors import DataError
+
+    path = cache_dir("downloads") / name
+    if not path.is_file():
+        raise DataError(f"{what} reads {name}, which is not in {path.parent}: {how} -d {path.parent}")
+    return path
+
+
 def cache_dir(*parts: str) -> Path:
     """``<cache root>/<parts...>``; created on first use by whoever writes into it."""
     root = os.environ.get(CACHE_VARIABLE)

@@ -36,7 +36,7 @@ from rnnkit.data import Labels, make_scaler, pad_collate, scaler_from_state
 from rnnkit.data.labels import stratified_split
 from rnnkit.data.recordings import Recordings, read_recordings
 from rnnkit.errors import DataError
-from rnnkit.files import cache_dir
+from rnnkit.files import cache_dir, downloaded
 from rnnkit.metrics import classification_metrics, majority_baseline
 from rnnkit.tasks import ModelKeys, Prepared, Task, register_task
 
@@ -188,12 +188,8 @@ def archive_files(name: str) -> tuple[Path, Path]:
     files = folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
     if all(f.is_file() for f in files):
         return files
-    wheel = cache_dir("downloads") / ARCHIVE_WHEEL
-    if not wheel.is_file():
-        raise DataError(
-            f"data.archive {name} is read from sktime's wheel, which is not in {wheel.parent}: run "
-            f"`make sensors`, or pip download --no-deps sktime==1.2.0 -d {wheel.parent}"
-        )
+    how = "run `make sensors`, or pip download --no-deps sktime==1.2.0"
+    wheel = downloaded(ARCHIVE_WHEEL, f"data.archive {name}", how)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         for f in files:

