@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.files import CACHE_VARIABLE
 from rnnkit.run import load_run_config, train_run
 from rnnkit.tasks import classify_series
@@ -41,7 +41,14 @@ def run_config(tmp_path, **data):
         "out_dir": str(tmp_path / "run"),
         "data": {"path": "toy_TRAIN.ts", "test_path": "toy_TEST.ts", "validation": 0.25, **data},
         "model": {"hidden_size": 8, "conv_channels": [4], "chunk_size": 5, "pooling": "mean"},
-        "train": {"epochs": 30, "batch_size": 6, "progress": False, "tensorboard": False, "seed": 0},
+        "train": {
+            "epochs": 30,
+            "batch_size": 6,
+            "optimizer": {"lr": 0.01},
+            "progress": False,
+            "tensorboard": False,
+            "seed": 0,
+        },
     }
     (tmp_path / "run.yaml").write_text(json.dumps(config))
     return load_run_config(tmp_path / "run.yaml")
@@ -80,3 +87,31 @@ def test_an_archive_is_read_from_sktimes_wheel_in_the_cache(tmp_path, monkeypatc
         classify_series.archive_files("BasicMotions")
     with pytest.raises(ConfigError, match=r"give path .* or archive, one of them"):
         run_config(tmp_path, archive="BasicMotions")
+
+
+def ramp(n: int, up: bool) -> np.ndarray:
+    """A recording of the toy set's kind: the first channel rising (or falling) by 5 around 100."""
+    t = np.linspace(0, 1, n) if up else np.linspace(1, 0, n)
+    return np.stack([t * 5 + 100, np.zeros(n)], 1)
+
+
+def test_a_trained_bundle_labels_arrays_and_unlabelled_files(tmp_path, capsys):
+    import rnnkit
+    from rnnkit.cli.main import main
+
+    train_run(run_config(tmp_path), log=lambda _: None)
+    predictor = rnnkit.load(tmp_path / "run" / "bundle")
+    assert "predict" in predictor.verbs
+    rising, falling = ramp(15, True), ramp(15, False)
+    one = predictor.predict(rising)
+    assert one["label"] == "up" and set(one["probabilities"]) == {"down", "up"}
+    assert [r["label"] for r in predictor.predict([falling, ramp(12, True)])] == ["down", "up"]
+
+    unlabelled = tmp_path / "new.ts"
+    rows = [",".join(f"{v:.3f}" for v in r.T[0]) + ":" + ",".join("0" for _ in r) for r in (falling, rising)]
+    unlabelled.write_text("@problemName New\n@classLabel false\n@data\n" + "\n".join(rows) + "\n")
+    assert [r["label"] for r in predictor.predict(unlabelled)] == ["down", "up"]
+    main(["predict", str(tmp_path / "run" / "bundle"), str(unlabelled)])
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["down", "up"]
+    with pytest.raises(ShapeError, match=r"recording 0 has shape \(15, 3\); this model reads \(T >= 1, 2\)"):
+        predictor.predict(np.zeros((15, 3)))

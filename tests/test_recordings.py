@@ -132,3 +132,22 @@ def test_a_long_table_groups_rows_by_recording_in_time_order(tmp_path):
         read_recordings(
             tmp_path / "gaps.csv", id_column="session", label_column="activity", channels=["ax", "ay"]
         )
+
+
+def test_recordings_to_predict_need_no_labels(tmp_path):
+    unlabelled = (
+        TS.replace("@classLabel true up down", "@classLabel false").replace(":up", "").replace(":down", "")
+    )
+    got = read_recordings(write(tmp_path, unlabelled), labelled=False)
+    assert got.labels is None and [len(s) for s in got.sequences] == [3, 2]
+    assert (
+        read_recordings(write(tmp_path, TS, "labelled.ts"), labelled=False).labels is None
+    )  # labels ignored
+    np.savez(tmp_path / "r.npz", values=np.zeros((3, 2)), lengths=np.array([1, 2]))
+    assert [len(s) for s in read_recordings(tmp_path / "r.npz", labelled=False).sequences] == [1, 2]
+    frame = pd.DataFrame({"id": [1, 1, 2], "x": [0.5, 1.0, 2.0], "label": ["a", "a", "b"]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    got = read_recordings(tmp_path / "t.csv", labelled=False)
+    assert got.channels == ["x"] and got.labels is None  # the label column is not a channel
+    with pytest.raises(DataError, match="@classLabel is not true"):
+        read_recordings(write(tmp_path, unlabelled, "again.ts"))

@@ -32,11 +32,11 @@ from rnnkit.errors import DataError
 
 @dataclass
 class Recordings:
-    """Recordings (each (T_i, C) float32, T_i >= 1) with their labels; ``classes`` in the file's order
-    where the file declares them (``.ts``), else None."""
+    """Recordings (each (T_i, C) float32, T_i >= 1) with their labels (None when read unlabelled, to
+    predict); ``classes`` in the file's order where the file declares them (``.ts``), else None."""
 
     sequences: list[np.ndarray]
-    labels: list[str]
+    labels: list[str] | None
     channels: list[str]
     classes: list[str] | None = None
 
@@ -45,24 +45,28 @@ class Recordings:
 
     def subset(self, rows: Sequence[int]) -> Recordings:
         return Recordings(
-            [self.sequences[i] for i in rows], [self.labels[i] for i in rows], self.channels, self.classes
+            [self.sequences[i] for i in rows],
+            None if self.labels is None else [self.labels[i] for i in rows],
+            self.channels,
+            self.classes,
         )
 
 
-def read_recordings(path: str | Path, **columns) -> Recordings:
+def read_recordings(path: str | Path, labelled: bool = True, **columns) -> Recordings:
     """Read ``path`` by its suffix: ``.ts``, ``.npz``, or a long table whose ``columns`` are named as
-    :func:`read_long_table`'s keywords (module docs)."""
+    :func:`read_long_table`'s keywords (module docs). ``labelled=False`` reads recordings to predict:
+    labels are not needed (``@classLabel false``, no ``labels`` array, no label column) and ignored."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if path.suffix == ".ts":
-        return read_ts(path)
+        return read_ts(path, labelled)
     if path.suffix == ".npz":
-        return read_npz(path)
-    return read_long_table(path, **columns)
+        return read_npz(path, labelled)
+    return read_long_table(path, labelled=labelled, **columns)
 
 
-def read_ts(path: str | Path) -> Recordings:
+def read_ts(path: str | Path, labelled: bool = True) -> Recordings:
     """A UCR/UEA ``.ts`` file (module docs); errors name the line."""
     path = Path(path)
     header: dict[str, str] = {}
@@ -84,11 +88,11 @@ def read_ts(path: str | Path) -> Recordings:
                     key = key[1:].lower()
                     if key == "data":
                         in_data = True
-                        _check_header(header, path)
+                        has_labels = _check_header(header, path, labelled)
                     else:
                         header[key] = value.strip()
                     continue
-                sequence, label = _ts_case(line, header, where)
+                sequence, label = _ts_case(line, has_labels, where)
                 sequences.append(sequence)
                 labels.append(label)
         except UnicodeDecodeError as error:
@@ -101,6 +105,8 @@ def read_ts(path: str | Path) -> Recordings:
     if len(widths) > 1:
         raise DataError(f"{path}: cases have different numbers of channels {sorted(widths)}")
     classes = header.get("classlabel", "").split()[1:] or None
+    if not labelled:
+        return Recordings(sequences, None, [f"dim_{c}" for c in range(widths.pop())], classes)
     if classes is not None:
         unknown = sorted(set(labels) - set(classes))
         if unknown:
@@ -109,18 +115,23 @@ def read_ts(path: str | Path) -> Recordings:
     return Recordings(sequences, labels, names, classes)
 
 
-def _check_header(header: dict[str, str], path: Path) -> None:
+def _check_header(header: dict[str, str], path: Path, labelled: bool) -> bool:
+    """Whether the cases end with a label; refuses what this reader cannot read."""
     if header.get("timestamps", "false").lower() == "true":
         raise DataError(f"{path}: @timeStamps true is not supported; write the values without time stamps")
     label = header.get("classlabel", "").split()
     if header.get("targetlabel", "").lower().startswith("true"):
         raise DataError(f"{path} holds a regression problem (@targetLabel true): its cases have no classes")
-    if not label or label[0].lower() != "true":
+    has_labels = bool(label) and label[0].lower() == "true"
+    if labelled and not has_labels:
         raise DataError(f"{path}: @classLabel is not true: a classification file needs a label per case")
+    return has_labels
 
 
-def _ts_case(line: str, header: dict[str, str], where: str) -> tuple[np.ndarray, str]:
-    *dims, label = line.split(":")
+def _ts_case(line: str, has_label: bool, where: str) -> tuple[np.ndarray, str | None]:
+    dims, label = line.split(":"), None
+    if has_label:
+        *dims, label = dims
     if not dims:
         raise DataError(f"{where}: a case needs values and a label separated by ':'")
     try:
@@ -134,7 +145,7 @@ def _ts_case(line: str, header: dict[str, str], where: str) -> tuple[np.ndarray,
     sequence = np.stack(values, axis=1)  # (T, C)
     if not np.isfinite(sequence).all():
         raise DataError(f"{where}: missing or infinite values (? or nan); fill them before training")
-    return sequence, label.strip()
+    return sequence, None if label is None else label.strip()
 
 
 def _is_number(text: str) -> bool:
@@ -145,15 +156,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_npz(path: str | Path) -> Recordings:
+def read_npz(path: str | Path, labelled: bool = True) -> Recordings:
     """``values`` (sum T_i, C), ``lengths`` (N,) and ``labels`` (N,) from a ``.npz`` (module docs)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in ("values", "lengths", "labels") if k not in arrays]
+            needed = ("values", "lengths", "labels") if labelled else ("values", "lengths")
+            missing = [k for k in needed if k not in arrays]
             if missing:
                 raise DataError(f"{path} lacks the arrays {missing}; it has {sorted(arrays.files)}")
-            values, lengths, labels = (np.asarray(arrays[k]) for k in ("values", "lengths", "labels"))
+            values, lengths = np.asarray(arrays["values"]), np.asarray(arrays["lengths"])
+            labels = np.asarray(arrays["labels"]) if labelled else np.zeros(lengths.shape)
     except (ValueError, OSError) as error:  # not a zip, or pickled objects
         raise DataError(f"{path} cannot be read as a .npz of plain arrays: {error}") from None
     values = values[:, None] if values.ndim == 1 else values
@@ -167,7 +180,8 @@ def read_npz(path: str | Path) -> Recordings:
     if not np.isfinite(values).all():
         raise DataError(f"{path}: values hold NaN or infinity; fill them before training")
     sequences = np.split(values.astype(np.float32), np.cumsum(lengths)[:-1])
-    return Recordings(sequences, [str(x) for x in labels], [f"dim_{c}" for c in range(values.shape[1])])
+    names = [f"dim_{c}" for c in range(values.shape[1])]
+    return Recordings(sequences, [str(x) for x in labels] if labelled else None, names)
 
 
 def read_long_table(
@@ -176,13 +190,17 @@ def read_long_table(
     time_column: str | None = None,
     label_column: str = "label",
     channels: Sequence[str] | None = None,
+    labelled: bool = True,
 ) -> Recordings:
     """One row per step: recording id, optional time, channels, label (module docs)."""
     from rnnkit.data.tables import read_table
 
     path = Path(path)
     frame = read_table(path)
-    wanted = [id_column, label_column, *([time_column] if time_column else []), *(channels or [])]
+    if not labelled and label_column in frame.columns:
+        frame = frame.drop(columns=[label_column])
+    needed = [id_column, *([label_column] if labelled else []), *([time_column] if time_column else [])]
+    wanted = [*needed, *(channels or [])]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(f"{path} has no column {missing}; its columns are {list(frame.columns)}")
@@ -203,13 +221,14 @@ def read_long_table(
     for key, rows in frame.groupby(id_column, sort=False).indices.items():
         if time_column:
             rows = rows[np.argsort(frame[time_column].to_numpy()[rows], kind="stable")]
-        names = frame[label_column].to_numpy()[rows]
-        if len(set(names)) > 1:
-            raise DataError(
-                f"{path}: recording {key!r} has more than one label {sorted(map(str, set(names)))}"
-            )
         sequences.append(values[rows])
-        labels.append(str(names[0]))
+        if labelled:
+            names = frame[label_column].to_numpy()[rows]
+            if len(set(names)) > 1:
+                raise DataError(
+                    f"{path}: recording {key!r} has more than one label {sorted(map(str, set(names)))}"
+                )
+            labels.append(str(names[0]))
     if not sequences:
         raise DataError(f"{path} has no rows")
-    return Recordings(sequences, labels, channels)
+    return Recordings(sequences, labels if labelled else None, channels)

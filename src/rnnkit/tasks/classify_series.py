@@ -38,7 +38,7 @@ from rnnkit.data.recordings import Recordings, read_recordings
 from rnnkit.errors import DataError
 from rnnkit.files import cache_dir, downloaded
 from rnnkit.metrics import classification_metrics, majority_baseline
-from rnnkit.tasks import ModelKeys, Prepared, Task, register_task
+from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
 class RecordingsDataConfig(Config):
@@ -317,6 +317,11 @@ class ClassifySeriesTask(Task[RecordingsDataConfig, RecordingsPrepared]):
 
     def metrics_table(self, metrics) -> str:
         return metrics_table(metrics)
+
+    def predictor(self, bundle) -> Predictor:
+        from rnnkit.tasks.classify_series_use import RecordingsPredictor
+
+        return RecordingsPredictor(self, bundle)
 
     def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
         from rnnkit import plots
