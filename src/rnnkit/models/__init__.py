@@ -1,9 +1,10 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
-"classifier", "language_model", "seq2seq", "tagger").
+"classifier", "language_model", "seq2seq", "tagger", "autoencoder").
 """
 
+from rnnkit.models.autoencoder import AutoencoderConfig, SequenceAutoencoder
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
 from rnnkit.models.ensemble import ForecastEnsemble, ForecastEnsembleConfig
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
@@ -13,6 +14,7 @@ from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
 __all__ = [
+    "AutoencoderConfig",
     "ClassifierConfig",
     "ClassifierOutput",
     "ForecastEnsemble",
@@ -23,6 +25,7 @@ __all__ = [
     "LanguageModelConfig",
     "Seq2Seq",
     "Seq2SeqConfig",
+    "SequenceAutoencoder",
     "SequenceClassifier",
     "SequenceTagger",
     "TaggerConfig",
