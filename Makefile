@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos sensors
+.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,12 @@ sensors: $(STAMP)
 	test -f $$dir/sktime-1.2.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sktime==1.2.0 -d $$dir
 	$(VENV)/bin/rnnkit train configs/basic_motions.yaml
 	$(VENV)/bin/rnnkit train configs/arrowhead.yaml
+
+# Anomalies in an ECG recording (MIT-BIH, one labelled event) from the same wheel.
+anomaly: $(STAMP)
+	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
+	test -f $$dir/sktime-1.2.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sktime==1.2.0 -d $$dir
+	$(VENV)/bin/rnnkit train configs/ecg_anomalies.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

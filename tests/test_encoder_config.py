@@ -16,12 +16,14 @@ MODEL_OF_TASK = {
     "forecast": "forecaster",
     "classify": "classifier",
     "classify_series": "classifier",
+    "anomaly": "autoencoder",
     "language_model": "language_model",
     "seq2seq": "seq2seq",
     "tag": "tagger",
 }
 FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
+    "autoencoder": {"input_size": 1},
     "classifier": {"vocab_size": 50, "num_classes": 2},
     "language_model": {"vocab_size": 50},
     "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},

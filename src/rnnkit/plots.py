@@ -87,6 +87,47 @@ def plot_forecast(
     return _save(fig, path)
 
 
+def plot_anomalies(
+    signal: Sequence[float],
+    scores: Sequence[float],
+    threshold: float,
+    flagged: Sequence[tuple[int, int]],
+    labelled: Sequence[tuple[int, int]],
+    path: str | Path,
+    offset: int = 0,
+    title: str = "Anomalies",
+) -> Path:
+    """The signal above its anomaly score and threshold; flagged events in red, labelled ones in grey."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, height_ratios=[2, 1])
+    x = range(offset, offset + len(signal))
+    top.plot(x, signal, color="black", linewidth=0.7)
+    bottom.plot(x, scores, color="tab:blue", linewidth=0.7, label="score")
+    bottom.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label="threshold")
+    for axis in (top, bottom):
+        for i, (start, end) in enumerate(labelled):
+            axis.axvspan(
+                offset + start,
+                offset + end,
+                color="0.8",
+                label="labelled" if i == 0 and axis is top else None,
+            )
+        for i, (start, end) in enumerate(flagged):
+            axis.axvspan(
+                offset + start,
+                offset + end,
+                color="tab:red",
+                alpha=0.3,
+                label="flagged" if i == 0 and axis is top else None,
+            )
+    top.set(title=title, ylabel="signal (scaled)")
+    bottom.set(xlabel="step", ylabel="score")
+    for axis in (top, bottom):
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = "Confusion matrix"
 ) -> Path:

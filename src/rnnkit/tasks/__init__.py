@@ -15,6 +15,7 @@ from rnnkit.errors import ConfigError, unknown_name
 from rnnkit.tasks.base import ModelKeys, Predictor, Prepared, Report, Task
 
 _BUILT_IN = {
+    "anomaly": "rnnkit.tasks.anomaly",
     "forecast": "rnnkit.tasks.forecast",
     "classify": "rnnkit.tasks.classify",
     "classify_series": "rnnkit.tasks.classify_series",
