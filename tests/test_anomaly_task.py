@@ -96,10 +96,18 @@ def test_a_config_that_cannot_work_is_refused(tmp_path, data, message):
         run(tmp_path, **data)
 
 
-def test_the_score_names_the_model_it_needs(tmp_path):
+def test_the_score_picks_the_model_and_a_model_that_does_not_fit_is_named(tmp_path):
+    from rnnkit.run import resolve_model
+
     config = run(tmp_path)
     config.data.score = "forecast"
     with pytest.raises(
-        ConfigError, match=r"data\.score forecast needs model\.name: forecaster, got autoencoder"
+        ConfigError, match=r"model\.name is fixed by the data section to forecaster, got autoencoder"
     ):
-        train_run(config, log=lambda _: None)
+        resolve_model(config)
+    (tmp_path / "plain.yaml").write_text(
+        json.dumps(
+            {"task": "anomaly", "data": {"path": "signal.csv", "columns": ["value"], "score": "forecast"}}
+        )
+    )
+    assert load_run_config(tmp_path / "plain.yaml").model["name"] == "forecaster"

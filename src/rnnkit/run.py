@@ -72,7 +72,7 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     if isinstance(raw.get("data"), dict):
         raw["data"] = _resolve_paths(raw["data"], task, path.parent)
     config = validate(run_config_type(task), apply_overrides(raw, overrides), str(path), overrides)
-    config.model = {"name": task.default_model, **config.model}
+    config.model = {"name": task.model_name(config.data), **config.model}
     resolve_model(config, source=str(path), overrides=overrides)  # bad model keys fail now
     if config.evaluate.refit_every is not None and not task.refits:
         where = origin("evaluate.refit_every", str(path), overrides)

@@ -50,7 +50,7 @@ from rnnkit.anomaly import (
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, scaler_from_state
 from rnnkit.data.tables import read_table
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import DataError
 from rnnkit.files import downloaded
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
@@ -326,20 +326,17 @@ class AnomalyTask(Task[AnomalyDataConfig, AnomalyPrepared]):
         )
         return prepared
 
-    def model_keys(self, config, prepared=None) -> ModelKeys:
-        C = len(config.columns)
-        if config.score == "reconstruction":
-            return ModelKeys({"input_size": C})
-        return ModelKeys(
-            {"lookback": config.window, "horizon": 1, "output_size": C, "num_past": 0, "num_known": 0}
-        )
+    def model_name(self, config) -> str:
+        """The autoencoder for reconstruction scores, the forecaster for forecast scores."""
+        return MODELS[config.score]
 
-    def check_model(self, model: dict[str, Any], prepared) -> None:
-        score = prepared.preprocessing["score"]
-        if model.get("name") != MODELS[score]:
-            raise ConfigError(
-                f"data.score {score} needs model.name: {MODELS[score]}, got {model.get('name')}"
-            )
+    def model_keys(self, config, prepared=None) -> ModelKeys:
+        """The model the score needs, and its sizes."""
+        C, name = len(config.columns), MODELS[config.score]
+        if config.score == "reconstruction":
+            return ModelKeys({"name": name, "input_size": C})
+        sizes = {"lookback": config.window, "horizon": 1, "output_size": C, "num_past": 0, "num_known": 0}
+        return ModelKeys({"name": name, **sizes})
 
     def evaluate(self, model, prepared) -> dict[str, Any]:
         return evaluate(model, prepared)

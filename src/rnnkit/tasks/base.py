@@ -103,6 +103,10 @@ class Task(ABC, Generic[D, P]):
         """Datasets and fitted preprocessing. With a bundle's ``preprocessing`` nothing is fitted;
         with ``path`` as well, all of that file is the evaluated part."""
 
+    def model_name(self, config: D) -> str:
+        """The model a run of this data section builds unless its model section names one."""
+        return self.default_model
+
     def model_keys(self, config: D, prepared: P | None = None) -> ModelKeys:
         """What the data section (and once read, the data) fixes or suggests in the model config."""
         return ModelKeys()
