@@ -17,6 +17,7 @@ MODEL_OF_TASK = {
     "classify": "classifier",
     "classify_series": "classifier",
     "anomaly": "autoencoder",
+    "next_item": "language_model",
     "language_model": "language_model",
     "seq2seq": "seq2seq",
     "tag": "tagger",

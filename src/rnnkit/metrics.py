@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import lzma
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -293,3 +294,18 @@ def tagging_metrics(
         f1=float(seqeval.f1_score(true, predicted, **options)),
     )
     return metrics
+
+
+def ranking_metrics(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """Recall@k and MRR@k of next-item predictions from the 0-based rank of each true item (N,)
+    among the candidates (-1 or any rank >= k: not in the top k). MRR@k averages 1 / (rank + 1) over
+    all predictions, 0 where the true item is not in the top k (as GRU4Rec reports it)."""
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise DataError(f"ranks must be one rank per prediction (N,), N >= 1; got shape {ranks.shape}")
+    out = {}
+    for k in ks:
+        hit = (ranks >= 0) & (ranks < k)
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"mrr@{k}"] = float((hit / np.maximum(ranks + 1.0, 1.0)).mean())  # 0 where missed
+    return out
