@@ -76,6 +76,7 @@ def test_a_log_trains_and_the_model_is_scored_beside_the_baselines(tmp_path):
     for row in ("model", "most popular", "Markov (most frequent next)", "recall@5"):
         assert row in "\n".join(said)
     assert metrics["model"]["recall@5"] > 2 * metrics["most_popular"]["recall@5"]
+    assert (tmp_path / "run" / "recall_at_k.png").is_file()
 
     recommender = rnnkit.load(tmp_path / "run" / "bundle")
     top = recommender.predict("item0 item1", k=3)

@@ -38,6 +38,25 @@ def plot_loss_curves(
     return _save(fig, path)
 
 
+def plot_lines(
+    curves: Mapping[str, Sequence[float]],
+    x: Sequence[float],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """One line per named curve over the same ``x`` (e.g. recall@k against k for a model and baselines)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, values) in enumerate(curves.items()):
+        ax.plot(x, values, marker=".", linestyle="-" if i == 0 else "--", label=name)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def plot_predictions(
     actual: Sequence[float],
     predicted: Mapping[str, Sequence[float]],

@@ -269,6 +269,20 @@ class NextItemTask(Task[NextItemDataConfig, NextItemPrepared]):
     def metrics_table(self, metrics) -> str:
         return metrics_table(metrics)
 
+    def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
+        """recall_at_k.png: recall@k for k = 1 .. 2 x the largest k, the model beside the baselines."""
+        from rnnkit import plots
+
+        ks = np.arange(1, 2 * max(prepared.preprocessing["k"]) + 1)
+        ranks = {"model": model_ranks(model, prepared.test)}
+        names = {"most_popular": "most popular", "markov": "Markov (most frequent next)"}
+        if prepared.sessions["train"]:
+            found = baseline_ranks(prepared.sessions["train"], prepared.sessions["test"], len(prepared.vocab))
+            ranks.update({names[k]: v for k, v in found.items()})
+        curves = {name: [float(((r >= 0) & (r < k)).mean()) for k in ks] for name, r in ranks.items()}
+        path = out_dir / "recall_at_k.png"
+        return [plots.plot_lines(curves, ks, path, "k", "recall@k", "Next item among the top k")]
+
     def predictor(self, bundle) -> Predictor:
         from rnnkit.tasks.next_item_use import NextItemPredictor
 
