@@ -309,3 +309,15 @@ def ranking_metrics(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
         out[f"recall@{k}"] = float(hit.mean())
         out[f"mrr@{k}"] = float((hit / np.maximum(ranks + 1.0, 1.0)).mean())  # 0 where missed
     return out
+
+
+def confusion_lines(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: str) -> list[str]:
+    """A confusion matrix as table lines: ``title``, the predicted classes across, the true ones down."""
+    width = max(9, *(len(c) + 1 for c in classes))
+    lines = [
+        f"\n{title} (rows: true, columns: predicted):",
+        " " * (width + 2) + "".join(f"{c:>{width}}" for c in classes),
+    ]
+    for name, row in zip(classes, matrix, strict=True):
+        lines.append(f"  {name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    return lines

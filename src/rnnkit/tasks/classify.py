@@ -34,7 +34,7 @@ from rnnkit.data import (
 from rnnkit.data.labels import stratified_split
 from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.metrics import bag_of_words_baseline, classification_metrics, majority_baseline
+from rnnkit.metrics import bag_of_words_baseline, classification_metrics, confusion_lines, majority_baseline
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
@@ -243,11 +243,7 @@ def metrics_table(results: dict[str, Any]) -> str:
             lines.append(f"  {label:<30}{results[key]['accuracy']:>10.4f}{results[key]['f1_macro']:>10.4f}")
     if results["head"] != "multilabel":
         classes = results["classes"]
-        width = max(9, *(len(c) + 1 for c in classes))
-        lines.append("\nconfusion matrix (rows: true, columns: predicted):")
-        lines.append(" " * (width + 2) + "".join(f"{c:>{width}}" for c in classes))
-        for name, row in zip(classes, results["model"]["confusion_matrix"], strict=True):
-            lines.append(f"  {name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+        lines += confusion_lines(classes, results["model"]["confusion_matrix"], "confusion matrix")
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ from rnnkit.data.labels import stratified_split
 from rnnkit.data.recordings import Recordings, read_recordings
 from rnnkit.errors import DataError
 from rnnkit.files import cache_dir, downloaded
-from rnnkit.metrics import classification_metrics, majority_baseline
+from rnnkit.metrics import classification_metrics, confusion_lines, majority_baseline
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
@@ -284,12 +284,9 @@ def metrics_table(results: dict[str, Any]) -> str:
     for key, label in names.items():
         if key in results:
             lines.append(f"  {label:<26}{results[key]['accuracy']:>10.4f}{results[key]['f1_macro']:>10.4f}")
-    classes = results["classes"]
-    width = max(9, *(len(c) + 1 for c in classes))
-    lines.append("\nconfusion matrix of the model (rows: true, columns: predicted):")
-    lines.append(" " * (width + 2) + "".join(f"{c:>{width}}" for c in classes))
-    for name, row in zip(classes, results["model"]["confusion_matrix"], strict=True):
-        lines.append(f"  {name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    lines += confusion_lines(
+        results["classes"], results["model"]["confusion_matrix"], "confusion matrix of the model"
+    )
     return "\n".join(lines)
 
 
