@@ -1,11 +1,12 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
-"classifier", "language_model", "seq2seq", "tagger", "autoencoder").
+"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc").
 """
 
 from rnnkit.models.autoencoder import AutoencoderConfig, SequenceAutoencoder
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
+from rnnkit.models.ctc import CTCConfig, CTCModel
 from rnnkit.models.ensemble import ForecastEnsemble, ForecastEnsembleConfig
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
@@ -15,6 +16,8 @@ from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
 __all__ = [
     "AutoencoderConfig",
+    "CTCConfig",
+    "CTCModel",
     "ClassifierConfig",
     "ClassifierOutput",
     "ForecastEnsemble",
