@@ -26,7 +26,7 @@ from rnnkit.files import locked
 from rnnkit.models import build_model, config_class
 from rnnkit.refit import EvaluateConfig, refit_forecasts
 from rnnkit.runtime import seed_everything
-from rnnkit.tasks import Prepared, Task, get_task
+from rnnkit.tasks import BUILT_IN_TASKS, Prepared, Task, get_task
 from rnnkit.train import distributed
 from rnnkit.train.options import TrainConfig
 from rnnkit.train.trainer import Trainer
@@ -39,9 +39,7 @@ class RunConfig(Config):
     registered model (default: the task's) with its keys.
     """
 
-    task: str = Field(
-        description="forecast, classify, classify_series, language_model, seq2seq, tag, or a registered task"
-    )
+    task: str = Field(description=f"{', '.join(BUILT_IN_TASKS)}, or a registered task")
     out_dir: str = Field("runs/run", coerce_numbers_to_str=True, description="the run directory")
     data: Config
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")

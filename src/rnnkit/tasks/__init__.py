@@ -24,6 +24,7 @@ _BUILT_IN = {
     "seq2seq": "rnnkit.tasks.seq2seq",
     "tag": "rnnkit.tasks.tagging",
 }
+BUILT_IN_TASKS = tuple(sorted(_BUILT_IN))
 _TASKS: dict[str, Task] = {}
 
 
@@ -56,6 +57,7 @@ def task_names() -> list[str]:
 
 
 __all__ = [
+    "BUILT_IN_TASKS",
     "ModelKeys",
     "Predictor",
     "Prepared",
