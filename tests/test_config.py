@@ -418,8 +418,8 @@ def test_load_run_config_catches_bad_model_values_and_names():
 
 
 def test_load_run_config_names_an_unknown_task_and_where_it_was_set(tmp_path):
-    with pytest.raises(ConfigError, match=r"^override 'task=speech': task: unknown task 'speech'; expected"):
-        load_run_config(SINE, ["task=speech"])
+    with pytest.raises(ConfigError, match=r"^override 'task=nope': task: unknown task 'nope'; expected"):
+        load_run_config(SINE, ["task=nope"])
     in_file = apply_overrides_to_file(SINE, tmp_path, "task=forecst")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(in_file))}: task: .*Did you mean 'forecast'\?"):
         load_run_config(in_file)
