@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_run_config
 
 import rnnkit
 from rnnkit.errors import ConfigError, DataError
@@ -33,28 +34,9 @@ def run(tmp_path, score: str = "reconstruction", **data):
     model = {"name": "autoencoder", "hidden_size": 16, "latent_size": 8}
     if score == "forecast":
         model = {"name": "forecaster", "hidden_size": 16}
-    config = {
-        "task": "anomaly",
-        "out_dir": str(tmp_path / "run"),
-        "data": {
-            "path": "signal.csv",
-            "columns": ["value"],
-            "window": 20,
-            "score": score,
-            "train": 0.5,
-            **data,
-        },
-        "model": model,
-        "train": {
-            "epochs": 8,
-            "batch_size": 32,
-            "optimizer": {"lr": 0.01},
-            "progress": False,
-            "tensorboard": False,
-        },
-    }
-    (tmp_path / "run.yaml").write_text(json.dumps(config))
-    return load_run_config(tmp_path / "run.yaml")
+    data = {"path": "signal.csv", "columns": ["value"], "window": 20, "score": score, "train": 0.5, **data}
+    train = {"epochs": 8, "batch_size": 32, "optimizer": {"lr": 0.01}}
+    return write_run_config(tmp_path, "anomaly", data, model, train)
 
 
 @pytest.mark.parametrize("score", ["reconstruction", "forecast"])

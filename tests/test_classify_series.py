@@ -2,14 +2,13 @@
 stratified validation share of the training part, per-channel standardisation fitted on training
 steps only, and the table beside the majority class, 1-NN Euclidean and 1-NN DTW."""
 
-import json
-
 import numpy as np
 import pytest
+from helpers import write_run_config
 
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.files import CACHE_VARIABLE
-from rnnkit.run import load_run_config, train_run
+from rnnkit.run import train_run
 from rnnkit.tasks import classify_series
 
 
@@ -36,22 +35,15 @@ def write_ts(path, n: int, seed: int) -> None:
 def run_config(tmp_path, **data):
     write_ts(tmp_path / "toy_TRAIN.ts", 24, 0)
     write_ts(tmp_path / "toy_TEST.ts", 10, 1)
-    config = {
-        "task": "classify_series",
-        "out_dir": str(tmp_path / "run"),
-        "data": {"path": "toy_TRAIN.ts", "test_path": "toy_TEST.ts", "validation": 0.25, **data},
-        "model": {"hidden_size": 8, "conv_channels": [4], "chunk_size": 5, "pooling": "mean"},
-        "train": {
-            "epochs": 30,
-            "batch_size": 6,
-            "optimizer": {"lr": 0.01},
-            "progress": False,
-            "tensorboard": False,
-            "seed": 0,
-        },
-    }
-    (tmp_path / "run.yaml").write_text(json.dumps(config))
-    return load_run_config(tmp_path / "run.yaml")
+    data = {"path": "toy_TRAIN.ts", "test_path": "toy_TEST.ts", "validation": 0.25, **data}
+    model = {"hidden_size": 8, "conv_channels": [4], "chunk_size": 5, "pooling": "mean"}
+    return write_run_config(
+        tmp_path,
+        "classify_series",
+        data,
+        model,
+        {"epochs": 30, "batch_size": 6, "optimizer": {"lr": 0.01}, "seed": 0},
+    )
 
 
 def test_recordings_train_and_score_beside_the_nearest_neighbours(tmp_path):

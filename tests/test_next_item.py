@@ -1,17 +1,16 @@
 """Next-item prediction: recall@k and MRR@k against hand computation, the baselines' ranks on a tiny
 log ranked by hand, the task end to end on a log file, and the trained bundle's top-k."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_run_config
 
 import rnnkit
 from rnnkit.data.vocab import Vocab
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import ranking_metrics
-from rnnkit.run import load_run_config, train_run
+from rnnkit.run import train_run
 from rnnkit.tasks import next_item
 
 
@@ -47,27 +46,11 @@ def write_log(tmp_path, sessions: int = 300):
 
 def run(tmp_path, **data):
     write_log(tmp_path)
-    config = {
-        "task": "next_item",
-        "out_dir": str(tmp_path / "run"),
-        "data": {"path": "log.csv", "time_column": "time", "k": [1, 5], **data},
-        "model": {
-            "cell": "gru",
-            "embedding_dim": 16,
-            "hidden_size": 16,
-            "num_layers": 1,
-            "tie_weights": False,
-        },
-        "train": {
-            "epochs": 6,
-            "batch_size": 32,
-            "optimizer": {"lr": 0.01},
-            "progress": False,
-            "tensorboard": False,
-        },
-    }
-    (tmp_path / "run.yaml").write_text(json.dumps(config))
-    return load_run_config(tmp_path / "run.yaml")
+    data = {"path": "log.csv", "time_column": "time", "k": [1, 5], **data}
+    model = {"cell": "gru", "embedding_dim": 16, "hidden_size": 16, "num_layers": 1, "tie_weights": False}
+    return write_run_config(
+        tmp_path, "next_item", data, model, {"epochs": 6, "batch_size": 32, "optimizer": {"lr": 0.01}}
+    )
 
 
 def test_a_log_trains_and_the_model_is_scored_beside_the_baselines(tmp_path):

@@ -2,14 +2,13 @@
 isolated and connected utterances from a split by recording, CTC training, label and utterance
 error rates by greedy and beam decoding beside 1-NN DTW, and ``transcribe``."""
 
-import json
-
 import numpy as np
 import pytest
+from helpers import write_run_config
 
 import rnnkit
 from rnnkit.errors import ConfigError, ShapeError
-from rnnkit.run import load_run_config, train_run
+from rnnkit.run import train_run
 from rnnkit.tasks import speech
 
 
@@ -35,21 +34,9 @@ def write_npz(tmp_path, n: int = 120):
 
 def run(tmp_path, **data):
     write_npz(tmp_path)
-    config = {
-        "task": "speech",
-        "out_dir": str(tmp_path / "run"),
-        "data": {"path": "digits.npz", "test": 0.25, "validation": 0.1, **data},
-        "model": {"hidden_size": 16},
-        "train": {
-            "epochs": 60,
-            "batch_size": 8,
-            "optimizer": {"lr": 0.01},
-            "progress": False,
-            "tensorboard": False,
-        },
-    }
-    (tmp_path / "run.yaml").write_text(json.dumps(config))
-    return load_run_config(tmp_path / "run.yaml")
+    data = {"path": "digits.npz", "test": 0.25, "validation": 0.1, **data}
+    train = {"epochs": 60, "batch_size": 8, "optimizer": {"lr": 0.01}}
+    return write_run_config(tmp_path, "speech", data, {"hidden_size": 16}, train)
 
 
 def test_connected_utterances_join_each_parts_own_recordings_once(tmp_path):
