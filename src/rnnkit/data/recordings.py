@@ -159,6 +159,8 @@ def _is_number(text: str) -> bool:
 def read_npz(path: str | Path, labelled: bool = True) -> Recordings:
     """``values`` (sum T_i, C), ``lengths`` (N,) and ``labels`` (N,) from a ``.npz`` (module docs)."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             needed = ("values", "lengths", "labels") if labelled else ("values", "lengths")

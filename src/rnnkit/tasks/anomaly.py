@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -126,6 +126,7 @@ class AnomalyPrepared(Prepared):
     values: np.ndarray  # (N, C) the scaled signal
     labels: np.ndarray | None  # (N,) bool
     bounds: tuple[int, int, int]  # validation and test start, end
+    scores: np.ndarray | None = field(default=None, repr=False)  # the model's, from evaluate, for the plot
 
 
 def prepare(
@@ -262,6 +263,7 @@ def evaluate(model: torch.nn.Module, prepared: AnomalyPrepared) -> dict[str, Any
     fitting = "decision" not in pre  # a training run: fit the decision on the validation part
     window, values = pre["window"], prepared.values
     scores = {"model": model_scores(model, values, window, pre["score"])}
+    prepared.scores = scores["model"]
     if fitting:
         pre["decision"] = decide(scores["model"], prepared, pre["thresholds"])
     results: dict[str, Any] = {
@@ -348,7 +350,9 @@ class AnomalyTask(Task[AnomalyDataConfig, AnomalyPrepared]):
         from rnnkit import plots
 
         pre, b = prepared.preprocessing, prepared.bounds[1]
-        scores = model_scores(model, prepared.values, pre["window"], pre["score"])
+        scores = prepared.scores
+        if scores is None:
+            scores = model_scores(model, prepared.values, pre["window"], pre["score"])
         flags = flag(scores, pre["decision"])
         z = normalise(scores, (pre["decision"]["median"], pre["decision"]["iqr"]))
         labelled = [] if prepared.labels is None else events(prepared.labels[b:])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -130,6 +130,7 @@ def pad_sessions(examples) -> Batch:
 class NextItemPrepared(Prepared):
     vocab: Vocab
     sessions: dict[str, list[list[int]]]  # "train" and "test" as ids, for the baselines
+    ranks: dict[str, np.ndarray] | None = field(default=None, repr=False)  # evaluate's, for the plot
 
 
 def prepare(
@@ -215,23 +216,27 @@ def baseline_ranks(train: list[list[int]], test: list[list[int]], vocab_size: in
     return {k: np.asarray(v) for k, v in ranks.items()}
 
 
+def all_ranks(model: torch.nn.Module, prepared: NextItemPrepared) -> dict[str, np.ndarray]:
+    """The ranks of every test prediction by the model and, given training sessions, the baselines."""
+    ranks = {"model": model_ranks(model, prepared.test)}
+    if prepared.sessions["train"]:
+        ranks.update(
+            baseline_ranks(prepared.sessions["train"], prepared.sessions["test"], len(prepared.vocab))
+        )
+    return ranks
+
+
 def evaluate(model: torch.nn.Module, prepared: NextItemPrepared) -> dict[str, Any]:
     ks = prepared.preprocessing["k"]
-    ranks = model_ranks(model, prepared.test)
-    results: dict[str, Any] = {
+    prepared.ranks = all_ranks(model, prepared)
+    return {
         "part": prepared.part,
         "sessions": len(prepared.test),
-        "predictions": len(ranks),
+        "predictions": len(prepared.ranks["model"]),
         "items": len(prepared.vocab) - len(Vocab.SPECIALS),
         "k": ks,
-        "model": ranking_metrics(ranks, ks),
+        **{name: ranking_metrics(r, ks) for name, r in prepared.ranks.items()},
     }
-    if prepared.sessions["train"]:
-        for name, r in baseline_ranks(
-            prepared.sessions["train"], prepared.sessions["test"], len(prepared.vocab)
-        ).items():
-            results[name] = ranking_metrics(r, ks)
-    return results
 
 
 def metrics_table(results: dict[str, Any]) -> str:
@@ -274,12 +279,9 @@ class NextItemTask(Task[NextItemDataConfig, NextItemPrepared]):
         from rnnkit import plots
 
         ks = np.arange(1, 2 * max(prepared.preprocessing["k"]) + 1)
-        ranks = {"model": model_ranks(model, prepared.test)}
-        names = {"most_popular": "most popular", "markov": "Markov (most frequent next)"}
-        if prepared.sessions["train"]:
-            found = baseline_ranks(prepared.sessions["train"], prepared.sessions["test"], len(prepared.vocab))
-            ranks.update({names[k]: v for k, v in found.items()})
-        curves = {name: [float(((r >= 0) & (r < k)).mean()) for k in ks] for name, r in ranks.items()}
+        ranks = prepared.ranks or all_ranks(model, prepared)
+        names = {"model": "model", "most_popular": "most popular", "markov": "Markov (most frequent next)"}
+        curves = {names[who]: [float(((r >= 0) & (r < k)).mean()) for k in ks] for who, r in ranks.items()}
         path = out_dir / "recall_at_k.png"
         return [plots.plot_lines(curves, ks, path, "k", "recall@k", "Next item among the top k")]
 
