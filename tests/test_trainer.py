@@ -396,6 +396,7 @@ def test_restore_reloads_the_last_checkpoint_and_goes_on(tmp_path):
 
     def tamper(call, loss):
         if call == 4:  # steps 1-3 are done; last.pt holds step 2 (checkpoint_every=2)
+            trainer.writer.wait()  # the file is written in the background; the restore waits too
             saved.update(ckpt.load(tmp_path / "checkpoints" / "last.pt"))
             return loss * math.nan
         return loss
