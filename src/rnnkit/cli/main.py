@@ -95,13 +95,17 @@ def _parser() -> argparse.ArgumentParser:
 
     generate = command(
         "generate",
-        "continue a prompt with a language-model bundle",
+        "continue a prompt with a language-model bundle, or compose with a music bundle",
         "Generate up to --max-tokens tokens after --prompt, token by token with the state carried; "
-        "greedy, or sampled with temperature, top-k and top-p.",
+        "greedy, or sampled with temperature, top-k and top-p. A music model composes --max-tokens "
+        "steps (after --prompt, a score file, if given) and writes them to --output as MIDI.",
     )
     generate.add_argument("bundle", type=Path)
-    generate.add_argument("--prompt", required=True, help='the text to continue, e.g. "The cat sat on the"')
-    generate.add_argument("--max-tokens", type=int, default=50)
+    generate.add_argument(
+        "--prompt", help='the text to continue, e.g. "The cat sat on the" (music: a score to continue)'
+    )
+    generate.add_argument("--output", type=Path, help="music: the MIDI file to write")
+    generate.add_argument("--max-tokens", type=int, default=None, help="tokens (music: steps); default 50")
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--top-k", type=int, default=None)
     generate.add_argument("--top-p", type=float, default=None)
@@ -238,12 +242,22 @@ def _generate(args) -> None:
     if args.beam_width is not None and args.samples > 1:
         raise RnnkitError("--beam-width gives the one most likely continuation: drop --samples")
     predictor = rnnkit.load(args.bundle)
+    music = "write_midi" in predictor.verbs
+    if not music and args.output is not None:
+        raise RnnkitError("--output writes a music model's MIDI; a language model prints its text")
+    if not music and args.prompt is None:
+        raise RnnkitError('a language model continues a prompt: give --prompt "..."')
     for i in range(args.samples):
         seed = None if args.seed is None else args.seed + i
         options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
         if args.beam_width is not None:  # sampling options given with it are refused by generate
             options["beam_width"] = args.beam_width
-        print(predictor.generate(args.prompt, args.max_tokens, seed=seed, **options))
+        if music:
+            options["output"] = args.output
+            if args.samples > 1 and args.output is not None:  # piece.mid -> piece_1.mid, piece_2.mid
+                options["output"] = args.output.with_name(f"{args.output.stem}_{i + 1}{args.output.suffix}")
+        max_tokens = args.max_tokens if args.max_tokens is not None or music else 50
+        print(predictor.generate(args.prompt, max_tokens, seed=seed, **options))
 
 
 def _info(args) -> None:

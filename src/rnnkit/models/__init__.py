@@ -1,7 +1,7 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
-"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc").
+"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc", "piano_roll").
 """
 
 from rnnkit.models.autoencoder import AutoencoderConfig, SequenceAutoencoder
@@ -10,6 +10,7 @@ from rnnkit.models.ctc import CTCConfig, CTCModel
 from rnnkit.models.ensemble import ForecastEnsemble, ForecastEnsembleConfig
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
+from rnnkit.models.piano_roll import PianoRollConfig, PianoRollModel
 from rnnkit.models.registry import build_model, config_class, model_config, model_names, register_model
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.tagger import SequenceTagger, TaggerConfig
@@ -26,6 +27,8 @@ __all__ = [
     "ForecasterConfig",
     "LanguageModel",
     "LanguageModelConfig",
+    "PianoRollConfig",
+    "PianoRollModel",
     "Seq2Seq",
     "Seq2SeqConfig",
     "SequenceAutoencoder",

@@ -20,6 +20,7 @@ _BUILT_IN = {
     "classify": "rnnkit.tasks.classify",
     "classify_series": "rnnkit.tasks.classify_series",
     "language_model": "rnnkit.tasks.language",
+    "music": "rnnkit.tasks.music",
     "next_item": "rnnkit.tasks.next_item",
     "seq2seq": "rnnkit.tasks.seq2seq",
     "speech": "rnnkit.tasks.speech",
