@@ -9,14 +9,14 @@ JSB Chorales benchmark was prepared. Pieces are split into training, validation 
 piece (seeded), so no piece is in two parts.
 
 The model (:class:`~rnnkit.models.PianoRollModel`) reads each piece from a silent frame onwards and
-gives every key's probability at the next step. The test table gives the negative log-likelihood
-per step (nats; lower is better) and the frame accuracy of Bay et al. (2009), TP / (TP + FP + FN)
-with a key predicted on when its probability is above one half, beside two baselines fitted on the
-training part: a frame-independent note model (each key on with its training frequency, whatever
-came before) and a per-key Markov chain (each key's probability given whether it sounded at the
-step before). After training the run writes ``piano_roll.png`` (a test piece, the model's
-probabilities for it, and a sampled piece) and two sampled pieces as ``sample_1.mid`` and
-``sample_2.mid``.
+gives the distribution of the next step's frame (keys independent, or a NADE over them). The test
+table gives the negative log-likelihood per step (nats; lower is better) and the frame accuracy of
+Bay et al. (2009), TP / (TP + FP + FN) of the likeliest next frame at each step (keys on above one
+half), beside two baselines fitted on the training part: a frame-independent note model (each key
+on with its training frequency, whatever came before) and a per-key Markov chain (each key's
+probability given whether it sounded at the step before). After training the run writes
+``piano_roll.png`` (a test piece, the model's likeliest next frames for it, and a sampled piece)
+and two sampled pieces as ``sample_1.mid`` and ``sample_2.mid``.
 """
 
 from __future__ import annotations
@@ -138,24 +138,42 @@ def prepare(config: MusicDataConfig, preprocessing=None, path=None, batch_size: 
 
 
 @torch.no_grad()
-def probabilities(model: torch.nn.Module, dataset: PieceDataset) -> list[np.ndarray]:
-    """The model's probability of every key at every step (T_i, 88) of each piece."""
+def judge_model(model: torch.nn.Module, dataset: PieceDataset) -> dict[str, float]:
+    """The model's negative log-likelihood per step (nats) of the pieces and its frame accuracy (the
+    likeliest next frame at each step, given the true steps before, against the true one)."""
     device = next(model.parameters()).device
-    out = []
-    for batch in DataLoader(dataset, batch_size=32, collate_fn=pad_pieces):
-        probs, _ = model.predict(batch.inputs.to(device), lengths=batch.lengths)
-        out += [p[:n].cpu().double().numpy() for p, n in zip(probs, batch.lengths.tolist(), strict=True)]
-    return out
+    was_training = model.training
+    model.eval()
+    nll, counts = 0.0, np.zeros(3)
+    try:
+        for batch in DataLoader(dataset, batch_size=32, collate_fn=pad_pieces):
+            inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+            nll += float(model.frame_nll(inputs, targets, batch.lengths)[0].sum())
+            guess = model.guess(inputs, batch.lengths).cpu()
+            real = torch.arange(guess.shape[1])[None, :] < batch.lengths[:, None]  # (B, T)
+            counts += _counts(guess[real].numpy(), batch.targets[real].bool().numpy())
+    finally:
+        model.train(was_training)
+    return {"nll": nll / int(dataset.lengths.sum()), "frame_accuracy": _accuracy(counts)}
+
+
+def _counts(guess: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """True positives, keys guessed on, keys truly on."""
+    return np.array([(guess & truth).sum(), guess.sum(), truth.sum()], dtype=float)
+
+
+def _accuracy(counts: np.ndarray) -> float:
+    """Bay et al.'s frame accuracy TP / (TP + FP + FN) from :func:`_counts`."""
+    hits, guessed, true = counts
+    return float(hits / max(1.0, guessed + true - hits))
 
 
 def _judge(probs: list[np.ndarray], rolls: list[np.ndarray]) -> dict[str, float]:
-    """Negative log-likelihood per step (nats) and Bay et al.'s frame accuracy."""
+    """A baseline's negative log-likelihood per step (nats) and frame accuracy (on above one half)."""
     p, x = np.concatenate(probs), np.concatenate(rolls).astype(bool)
     p = np.clip(p, 1e-12, 1 - 1e-12)
     nll = -(np.log(p[x]).sum() + np.log1p(-p[~x]).sum()) / len(x)
-    on = p > 0.5
-    hits = (on & x).sum()
-    return {"nll": float(nll), "frame_accuracy": float(hits / max(1, on.sum() + x.sum() - hits))}
+    return {"nll": float(nll), "frame_accuracy": _accuracy(_counts(p > 0.5, x))}
 
 
 def baseline_probabilities(fitted: dict[str, list], rolls: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -177,7 +195,7 @@ def evaluate(model: torch.nn.Module, prepared: MusicPrepared) -> dict[str, Any]:
     results: dict[str, Any] = {
         "part": prepared.part, "pieces": len(rolls), "time_steps": int(sum(len(r) for r in rolls)),
         "steps_per_quarter": pre["steps_per_quarter"],
-        "model": _judge(probabilities(model, prepared.test), rolls),
+        "model": judge_model(model, prepared.test),
     }  # fmt: skip
     for name, probs in baseline_probabilities(pre["baselines"], rolls).items():
         results[name] = _judge(probs, rolls)
@@ -219,21 +237,21 @@ class MusicTask(Task[MusicDataConfig, MusicPrepared]):
         return metrics_table(metrics)
 
     def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
-        """piano_roll.png: the first test piece, the model's probability of each key at each step of
-        it, and a piece sampled from silence as long; and ``sample_1.mid``, ``sample_2.mid``: pieces
-        of the training part's median length sampled with seeds 1 and 2."""
+        """piano_roll.png: the first test piece, the model's likeliest next frame at each step of it,
+        and a piece sampled from silence as long; and ``sample_1.mid``, ``sample_2.mid``: pieces of
+        the training part's median length sampled with seeds 1 and 2."""
         from rnnkit import plots
         from rnnkit.data.music import write_midi
 
         pre = prepared.preprocessing
-        roll = prepared.test.rolls[0].numpy().astype(bool)
-        probs = probabilities(model, PieceDataset([roll]))[0]
+        inputs, roll = prepared.test[0]
+        guess = model.guess(inputs[None].to(next(model.parameters()).device))[0].cpu().numpy()
         sampled = sample(model, len(roll), seed=0)
         written = [
             plots.plot_piano_rolls(
                 {
-                    f"test piece {prepared.names[0]}": roll,
-                    "the model's probability of each key, given the steps before": probs,
+                    f"test piece {prepared.names[0]}": roll.numpy(),
+                    "the model's likeliest frame at each step, given the true steps before": guess,
                     "a piece the model composed (sampled from silence, seed 0)": sampled,
                 },
                 out_dir / "piano_roll.png",

@@ -18,7 +18,7 @@ import torch
 from rnnkit.data.music import check_roll, count_notes, read_score, write_midi
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
-from rnnkit.tasks.music import PieceDataset, _judge, probabilities, sample
+from rnnkit.tasks.music import PieceDataset, judge_model, sample
 
 
 class MusicPredictor(Predictor):
@@ -62,7 +62,7 @@ class MusicPredictor(Predictor):
     def score(self, piece: str | Path | np.ndarray) -> dict[str, float]:
         """The model's negative log-likelihood per step (nats) of a piece and its frame accuracy."""
         roll = self._roll(piece, "the piece")
-        return _judge(probabilities(self.model, PieceDataset([roll])), [roll])
+        return judge_model(self.model, PieceDataset([roll]))
 
     def generate(
         self,
