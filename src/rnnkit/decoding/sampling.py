@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
-from rnnkit.decoding.prompts import check_prompt, check_vocab, to_model_device
+from rnnkit.decoding.prompts import check_prompt, check_vocab, start_state, to_model_device
 from rnnkit.decoding.search import beam_generate
 from rnnkit.errors import ConfigError, DataError, ShapeError
 
@@ -131,23 +131,24 @@ def generate(
     seed: int | None = None,
     state: Any = None,
     banned: Sequence[int] = (),
+    condition: Any = None,
 ) -> Generation:
     """Up to ``max_tokens`` new ids after ``prompt`` (T,) or (B, T), each row sampled on its own.
 
-    The prompt is read in one forward, from ``state`` (None: the model's initial state); each new
-    token is then fed alone with the state carried. A row stops at ``eos_id``, keeping the eos and
-    padding after it with ``eos_id``; generation stops when every row has stopped. Sampling options
-    are those of ``sample_next``; ``seed`` seeds a local generator on the model's device (None: a
-    fresh random seed). The model runs in eval mode under ``torch.inference_mode()`` and gets its
-    training flag back; the tensors returned are inference tensors. ``max_tokens=0`` reads nothing.
+    The prompt is read in one forward, from ``state`` (None: the model's initial state) or, for a
+    conditioned model, from ``model.start(condition)``, one condition per prompt row (see
+    :mod:`rnnkit.models.conditioning`); each new token is then fed alone with the state carried. A
+    row stops at ``eos_id``, keeping the eos and padding after it with ``eos_id``; generation stops
+    when every row has stopped. Sampling options are those of ``sample_next``; ``seed`` seeds a
+    local generator on the model's device (None: a fresh random seed). The model runs in eval mode
+    under ``torch.inference_mode()`` and gets its training flag back; the tensors returned are
+    inference tensors. ``max_tokens=0`` reads nothing (and returns the state it would start from).
     """
     _check_sampling(temperature, top_k, top_p)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ConfigError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
     tokens = to_model_device(model, check_prompt(prompt))  # (B, T)
     B, device = tokens.shape[0], tokens.device
-    if max_tokens == 0:
-        return Generation(tokens.new_empty((B, 0) if prompt.dim() == 2 else (0,)), state)
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()  # a fresh seed from the OS, not from the global RNG
@@ -160,6 +161,9 @@ def generate(
     model.eval()
     try:
         with torch.inference_mode():
+            state = start_state(model, state, condition)
+            if max_tokens == 0:
+                return Generation(tokens.new_empty((B, 0) if prompt.dim() == 2 else (0,)), state)
             check_vocab(model, tokens, eos_id)
             out, state = _decode(model, tokens, max_tokens, eos_id, state, options)
     finally:
@@ -181,11 +185,12 @@ def generate_text(
     seed: int | None = None,
     banned: Sequence[int] = (),
     beam_width: int | None = None,
+    condition: Any = None,
 ) -> str:
     """The text that follows ``prompt`` (the continuation only, up to and without ``eos_id``);
     ``banned`` ids are never generated. With ``beam_width`` k: the most likely continuation a beam
     of k finds (:func:`rnnkit.decoding.beam_generate`, length penalty 1) instead of a sample, so the
-    sampling options must keep their defaults."""
+    sampling options must keep their defaults. ``condition`` starts a conditioned model (one row)."""
     ids = codec.encode(prompt)
     if len(ids) == 0:
         raise DataError(f"the prompt {prompt!r} encodes to no tokens; give a prompt with some text")
@@ -194,7 +199,15 @@ def generate_text(
         _check_no_sampling(
             beam_width, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed
         )
-        found = beam_generate(model, tokens, max_tokens, beam_width=beam_width, eos_id=eos_id, banned=banned)
+        found = beam_generate(
+            model,
+            tokens,
+            max_tokens,
+            beam_width=beam_width,
+            eos_id=eos_id,
+            banned=banned,
+            condition=condition,
+        )
         return codec.decode(found[0][0].tokens)
     out = generate(
         model,
@@ -207,6 +220,7 @@ def generate_text(
         eos_id=eos_id,
         seed=seed,
         banned=banned,
+        condition=condition,
     )
     new = out.tokens.tolist()
     if eos_id is not None and eos_id in new:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from rnnkit.decoding import beam
 from rnnkit.decoding.beam import Hypothesis, beam_rows, check_options, inference, positive_int
-from rnnkit.decoding.prompts import check_prompt, check_vocab, to_model_device
+from rnnkit.decoding.prompts import check_prompt, check_vocab, start_state, to_model_device
 from rnnkit.errors import ConfigError, ShapeError
 
 
@@ -122,13 +122,17 @@ def beam_generate(
     eos_id: int | None = None,
     state: Any = None,
     banned: Sequence[int] = (),
+    condition: Any = None,
 ) -> list[list[Hypothesis]]:
     """The ``n_best`` best continuations of each row of ``prompt`` (T,) or (B, T), best first.
 
-    The prompt is read once from ``state`` (None: the model's start), its last token fed with the
-    state carried, as :func:`rnnkit.decoding.generate` does; then the B * beam_width beams step
-    together. A continuation ends at ``eos_id`` (not in its tokens) or after ``max_tokens`` tokens
-    (eos counted); ``banned`` ids are never chosen. Hypothesis tokens are the new ids only.
+    The prompt is read once from ``state`` (None: the model's start; with ``condition``, a
+    conditioned model's ``model.start(condition)``, one condition per prompt row), its last token
+    fed with the state carried, as :func:`rnnkit.decoding.generate` does; then the B * beam_width
+    beams step together, the state's rows following their beams (and with them the condition a
+    conditioned model carries in its state). A continuation ends at ``eos_id`` (not in its
+    tokens) or after ``max_tokens`` tokens (eos counted); ``banned`` ids are never chosen.
+    Hypothesis tokens are the new ids only.
     Stopping rule and ranking: :func:`beam_search`'s. ``beam_width=1`` is greedy ``generate``.
     """
     check_options(beam_width=beam_width, n_best=n_best, length_penalty=length_penalty)
@@ -139,6 +143,7 @@ def beam_generate(
     options = beam.Options(K, length_penalty, n_best, False, eos_id, banned)
     with inference(model):
         check_vocab(model, tokens, eos_id)
+        state = start_state(model, state, condition)
         if T > 1:
             _, state = model(tokens[:, :-1], state)  # fields (L, B, H)
         rows = beam_rows(B, K, tokens.device)  # (B*K,)

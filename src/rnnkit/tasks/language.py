@@ -27,10 +27,11 @@ from pydantic import Field, model_validator
 from rnnkit.config import Config
 from rnnkit.data import TokenStream, corpus_chunks, encode_corpus
 from rnnkit.data.vocab import TextCodec
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.files import cache_dir as shared_cache
 from rnnkit.files import locked
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
+from rnnkit.models.language import CONDITION_KEYS
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
@@ -348,6 +349,17 @@ class LanguageModelTask(Task[CorpusDataConfig, CorpusPrepared]):
 
     def model_keys(self, config, prepared=None) -> ModelKeys:
         return ModelKeys({} if prepared is None else {"vocab_size": len(prepared.codec.vocab)})
+
+    def check_model(self, model, prepared) -> None:
+        """A corpus holds no conditions to train a conditioned model on (the model takes them: see
+        :mod:`rnnkit.models.conditioning`, and the caption task for a task that trains one)."""
+        given = [key for key in CONDITION_KEYS if model.get(key)]
+        if given:
+            raise ConfigError(
+                f"model.{given[0]}: the language_model task trains on a plain corpus, which holds no "
+                "condition for each text: drop the condition keys (the caption task trains a conditioned "
+                "decoder; from Python, model.loss(inputs, targets, condition=...) trains one)"
+            )
 
     def evaluate(self, model, prepared) -> dict[str, Any]:
         return evaluate(model, prepared)
