@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech music
+.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech music captions
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -63,6 +63,10 @@ speech: $(STAMP)
 # Bach's chorales as piano rolls from music21's corpus (music21 is a dev extra: rnnkit[music]).
 music: $(STAMP)
 	$(VENV)/bin/rnnkit train configs/bach_chorales.yaml
+
+# Digit captions: scikit-learn's bundled 8x8 digits described by a measured template.
+captions: $(STAMP)
+	$(VENV)/bin/rnnkit train configs/digit_captions.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

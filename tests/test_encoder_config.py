@@ -14,6 +14,7 @@ from rnnkit.models.encoder import EncoderConfig, RecurrentConfig, build_encoder
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL_OF_TASK = {
     "forecast": "forecaster",
+    "caption": "captioner",
     "classify": "classifier",
     "classify_series": "classifier",
     "anomaly": "autoencoder",
@@ -28,6 +29,7 @@ FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
     "autoencoder": {"input_size": 1},
     "ctc": {"input_size": 13, "num_labels": 10},
+    "captioner": {"input_size": 64, "vocab_size": 30},
     "classifier": {"vocab_size": 50, "num_classes": 2},
     "language_model": {"vocab_size": 50},
     "piano_roll": {},

@@ -1,10 +1,11 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
-"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc", "piano_roll").
+"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc", "piano_roll", "captioner").
 """
 
 from rnnkit.models.autoencoder import AutoencoderConfig, SequenceAutoencoder
+from rnnkit.models.captioner import Captioner, CaptionerConfig
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
 from rnnkit.models.ctc import CTCConfig, CTCModel
 from rnnkit.models.ensemble import ForecastEnsemble, ForecastEnsembleConfig
@@ -19,6 +20,8 @@ __all__ = [
     "AutoencoderConfig",
     "CTCConfig",
     "CTCModel",
+    "Captioner",
+    "CaptionerConfig",
     "ClassifierConfig",
     "ClassifierOutput",
     "ForecastEnsemble",

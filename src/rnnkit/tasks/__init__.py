@@ -16,6 +16,7 @@ from rnnkit.tasks.base import ModelKeys, Predictor, Prepared, Report, Task
 
 _BUILT_IN = {
     "anomaly": "rnnkit.tasks.anomaly",
+    "caption": "rnnkit.tasks.caption",
     "forecast": "rnnkit.tasks.forecast",
     "classify": "rnnkit.tasks.classify",
     "classify_series": "rnnkit.tasks.classify_series",
