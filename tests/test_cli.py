@@ -49,7 +49,7 @@ EVAL_ROWS = 60  # evaluate --data: its last 12 rows are the test part
 COLUMNS = ["time", "step", "value", "value_lower", "value_upper"]
 STEPS_PER_EPOCH = 5  # 120 - 24 - 12 = 84 training rows: 84 - 10 - 3 + 1 = 72 windows, 5 batches of 16
 MARK = 1234.5
-SUBCOMMANDS = ["train", "resume", "config", "evaluate", "forecast", "predict", "generate", "info"]
+SUBCOMMANDS = ["train", "resume", "config", "evaluate", "forecast", "predict", "generate", "serve", "info"]
 
 
 def run_config(root: Path, out_dir: Path | str) -> dict:

@@ -116,6 +116,23 @@ def _parser() -> argparse.ArgumentParser:
         "--beam-width", type=int, default=None, help="the most likely continuation by a beam this wide"
     )
 
+    serve = command(
+        "serve",
+        "serve a bundle over HTTP",
+        "Answer /v1/predict, /v1/forecast, /v1/generate and /v1/sessions for the bundle (FastAPI; "
+        "the schema at /docs) until interrupted. Requests above the limits get a 4xx that names them.",
+    )
+    serve.add_argument("bundle", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=64, help="inputs in one request")
+    serve.add_argument("--max-length", type=int, default=10_000, help="characters, steps or rows of an input")
+    serve.add_argument("--max-tokens", type=int, default=512, help="tokens one generation may ask for")
+    serve.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds a model call may take")
+    serve.add_argument("--max-sessions", type=int, default=100, help="streaming sessions open at once")
+    serve.add_argument("--session-ttl", type=float, default=600.0, help="seconds an idle session lives")
+
     info = command("info", "describe a bundle: task, verbs, model config, metrics, files")
     info.add_argument("bundle", type=Path)
     return parser
@@ -260,6 +277,23 @@ def _generate(args) -> None:
         print(predictor.generate(args.prompt, max_tokens, seed=seed, **options))
 
 
+def _serve(args) -> None:
+    from pydantic import ValidationError
+
+    from rnnkit.serve import Limits, serve
+
+    try:
+        limits = Limits(
+            max_batch=args.max_batch, max_length=args.max_length, max_tokens=args.max_tokens,
+            max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_sessions=args.max_sessions,
+            session_ttl_s=args.session_ttl,
+        )  # fmt: skip
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise RnnkitError(f"--{problem['loc'][0]}: {problem['msg']}") from None
+    serve(args.bundle, args.host, args.port, limits)
+
+
 def _info(args) -> None:
     import rnnkit
     from rnnkit.bundle import describe_bundle
@@ -280,6 +314,7 @@ COMMANDS = {
     "forecast": _forecast,
     "predict": _predict,
     "generate": _generate,
+    "serve": _serve,
     "info": _info,
 }
 

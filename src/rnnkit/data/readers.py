@@ -137,9 +137,13 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 
 
 def require_texts(texts: Sequence[str], source: str = "the input") -> None:
-    """A DataError naming the texts (1-based) that are empty or only whitespace, if any."""
+    """A DataError naming the texts (1-based) that are not texts, or empty or only whitespace, if any."""
+    other = [(i + 1, type(text).__name__) for i, text in enumerate(texts) if not isinstance(text, str)]
+    if other:
+        number, kind = other[0]
+        raise DataError(f"{source}: item {number} is a {kind}, not a text; this model reads texts")
     blank = [i + 1 for i, text in enumerate(texts) if not text.strip()]
-    if not texts:
+    if not len(texts):
         raise DataError(f"{source} holds no text: give at least one")
     if blank:
         which = f"text {blank[0]} is" if len(blank) == 1 else f"texts {_some(blank)} are"

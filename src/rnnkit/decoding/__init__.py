@@ -17,6 +17,7 @@ from rnnkit.decoding.sampling import (
     generate,
     generate_text,
     sample_next,
+    stream,
     top_k_filter,
     top_p_filter,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "generate_text",
     "greedy_search",
     "sample_next",
+    "stream",
     "top_k_filter",
     "top_p_filter",
 ]

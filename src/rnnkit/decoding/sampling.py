@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -230,20 +230,76 @@ def generate_text(
 
 def _decode(model, tokens: Tensor, max_tokens: int, eos_id: int | None, state: Any, options: dict):
     """The loop: one forward over the prompt, then one per new token; returns ((B, N), state)."""
-    logits, state = model(tokens, state)  # (B, T, V)
     out = tokens.new_full((tokens.shape[0], max_tokens), 0 if eos_id is None else eos_id)  # (B, N)
+    last = state
+    for i, (token, last) in enumerate(_steps(model, tokens, max_tokens, eos_id, state, options)):  # noqa: B007
+        out[:, i] = token
+    return out[:, : i + 1], last
+
+
+def _steps(model, tokens: Tensor, max_tokens: int, eos_id: int | None, state: Any, options: dict):
+    """Each new token (B,) with the state before it is fed (the state ``generate`` returns after the
+    last one): one forward over the prompt, then one per new token, each under inference mode."""
+    with torch.inference_mode():
+        logits, state = model(tokens, state)  # (B, T, V)
     done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)  # (B,)
     for i in range(max_tokens):
-        token = sample_next(logits[:, -1], **options)  # (B,)
-        if eos_id is not None:
-            token = token.masked_fill(done, eos_id)
-            done |= token == eos_id
-        out[:, i] = token
+        with torch.inference_mode():
+            token = sample_next(logits[:, -1], **options)  # (B,)
+            if eos_id is not None:
+                token = token.masked_fill(done, eos_id)
+                done |= token == eos_id
+        yield token, state
         if i == max_tokens - 1 or (eos_id is not None and bool(done.all())):
-            break
-        logits, new_state = model(token[:, None], state)  # (B, 1, V)
-        state = _keep_rows(done, state, new_state) if eos_id is not None else new_state
-    return out[:, : i + 1], state
+            return
+        with torch.inference_mode():
+            logits, new_state = model(token[:, None], state)  # (B, 1, V)
+            state = _keep_rows(done, state, new_state) if eos_id is not None else new_state
+
+
+def stream(
+    model: nn.Module,
+    prompt: Tensor,
+    max_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    eos_id: int | None = None,
+    seed: int | None = None,
+    banned: Sequence[int] = (),
+    condition: Any = None,
+) -> Iterator[int]:
+    """``generate`` for one prompt (T,), the new ids yielded one at a time as they are drawn (the
+    same ids ``generate`` returns for the same seed), ending after ``eos_id`` (not yielded) or
+    ``max_tokens``. The model is in eval mode until the iterator ends or is closed."""
+    _check_sampling(temperature, top_k, top_p)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+    tokens = to_model_device(model, check_prompt(prompt))  # (1, T)
+    if tokens.shape[0] != 1:
+        raise ShapeError(f"stream continues one prompt (T,), got a batch of {tokens.shape[0]}")
+    generator = torch.Generator(device=tokens.device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    options = dict(
+        temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator, banned=banned
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            state = start_state(model, None, condition)
+            check_vocab(model, tokens, eos_id)
+        for token, _ in _steps(model, tokens, max_tokens, eos_id, state, options):
+            if eos_id is not None and int(token[0]) == eos_id:
+                return
+            yield int(token[0])
+    finally:
+        model.train(was_training)
 
 
 def _keep_rows(done: Tensor, old: Any, new: Any) -> Any:

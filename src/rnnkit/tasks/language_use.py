@@ -5,6 +5,8 @@
     predictor.generate("And God said", max_tokens=50, beam_width=5)   # the most likely continuation
     predictor.generate("The", condition=2)              # a model with num_conditions: class 2's text
     predictor.generate("The", condition=[0.1, 0.7])     # a model with condition_size 2: from a vector
+    for piece in predictor.stream("And God said", 50, seed=1):   # the same text, piece by piece
+        print(piece, end="", flush=True)
 
 The prompt is read once; the continuation never holds ``<unk>`` (or padding and begin symbols):
 those ids are never chosen. A prompt with characters or words outside the vocabulary still runs
@@ -13,20 +15,21 @@ those ids are never chosen. A prompt with characters or words outside the vocabu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from rnnkit.data.vocab import TextCodec
-from rnnkit.decoding import generate_text
-from rnnkit.errors import ConfigError, ShapeError, warn_user
+from rnnkit.decoding import generate_text, stream
+from rnnkit.errors import ConfigError, DataError, ShapeError, warn_user
 from rnnkit.tasks import Predictor
 
 
 class LanguageModelPredictor(Predictor):
     """A trained language model: ``generate``."""
 
-    verbs = (*Predictor.verbs, "generate")
+    verbs = (*Predictor.verbs, "generate", "stream", "session")
 
     def __init__(self, task, bundle) -> None:
         super().__init__(task, bundle)
@@ -76,6 +79,44 @@ class LanguageModelPredictor(Predictor):
         joiner = " " if self.codec.level == "word" and text and not text[0].isspace() else ""
         return prompt + joiner + text
 
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int = 50,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        condition: Any = None,
+    ) -> Iterator[str]:
+        """``generate``'s continuation piece by piece as each token is drawn (joined, the pieces are
+        what ``generate`` adds after the prompt for the same seed). For servers and consoles."""
+        vocab = self.codec.vocab
+        ids = self.codec.encode(prompt)
+        if not ids:
+            raise DataError(f"the prompt {prompt!r} encodes to no tokens; give a prompt with some text")
+        new: list[int] = []
+        said = ""
+        for token in stream(
+            self.model, torch.tensor(ids), max_tokens,
+            temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
+            eos_id=vocab.eos_id, banned=(vocab.pad_id, vocab.unk_id, vocab.bos_id),
+            condition=self._condition(condition),
+        ):  # fmt: skip
+            new.append(token)
+            text = self.codec.decode(new)
+            if not said and text and self.codec.level == "word" and not text[0].isspace():
+                text = " " + text
+            if text != said:
+                yield text[len(said) :] if text.startswith(said) else text
+                said = text
+
+    def session(self, condition: Any = None) -> TextSession:
+        """A stream of text read piece by piece with the state carried (module docs)."""
+        return TextSession(self, self._condition(condition))
+
     def _condition(self, condition: Any) -> torch.Tensor | None:
         """One row's condition as the model reads it: (1,) class id or (1, C) features."""
         config = self.model.config
@@ -100,3 +141,40 @@ class LanguageModelPredictor(Predictor):
                 f"condition must be a vector of numbers; could not read {condition!r}: {error}"
             ) from None
         return vector.reshape(1, -1) if vector.dim() == 1 else vector
+
+
+class TextSession:
+    """Text fed in pieces, each read once with the state carried on: after each piece, the next
+    token's likeliest choices. Fed "The c" then "at", it answers as one read of "The cat" would.
+
+        session = predictor.session()
+        session.feed("And God", top=3)   # {"tokens_read": 7, "next": [{"token": " ", ...}, ...]}
+        session.feed(" said")
+    """
+
+    def __init__(self, predictor: LanguageModelPredictor, condition: torch.Tensor | None) -> None:
+        self.predictor, self.condition = predictor, condition
+        self.state: Any = None
+        self.tokens_read = 0
+
+    @torch.inference_mode()
+    def feed(self, text: str, top: int = 5) -> dict[str, Any]:
+        """Read ``text`` after everything fed before; the ``top`` likeliest next tokens."""
+        codec, model = self.predictor.codec, self.predictor.model
+        ids = codec.encode(text)
+        if not ids:
+            raise DataError(f"{text!r} encodes to no tokens; feed some text")
+        tokens = torch.tensor([ids], device=next(model.parameters()).device)
+        if self.state is None and self.condition is not None:
+            probs, self.state = model.predict(tokens, condition=self.condition.to(tokens.device))
+        else:
+            probs, self.state = model.predict(tokens, self.state)
+        self.tokens_read += len(ids)
+        values, indices = probs[0, -1].topk(min(top, probs.shape[-1]))
+        return {
+            "tokens_read": self.tokens_read,
+            "next": [
+                {"token": codec.decode([i]), "probability": float(p)}
+                for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+            ],
+        }

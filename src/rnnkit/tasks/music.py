@@ -207,7 +207,8 @@ def metrics_table(results: dict[str, Any]) -> str:
         results["steps_per_quarter"], f"1/{results['steps_per_quarter']} of a quarter note"
     )
     lines = [
-        f"{results['part']}: {results['pieces']} pieces, {results['time_steps']} steps (a step is {step})",
+        f"{results['part']}: {results['pieces']} piece{'s' * (results['pieces'] != 1)}, "
+        f"{results['time_steps']} steps (a step is {step})",
         f"  {'':<22}{'NLL/step (nats)':>17}{'frame acc.':>12}",
     ]
     for name in ("model", "per-key Markov", "frame-independent"):
