@@ -289,8 +289,9 @@ def _serve(args) -> None:
             session_ttl_s=args.session_ttl,
         )  # fmt: skip
     except ValidationError as error:
-        problem = error.errors()[0]
-        raise RnnkitError(f"--{problem['loc'][0]}: {problem['msg']}") from None
+        problem, renamed = error.errors()[0], {"timeout_s": "timeout", "session_ttl_s": "session_ttl"}
+        flag = renamed.get(problem["loc"][0], problem["loc"][0])
+        raise RnnkitError(f"--{flag.replace('_', '-')}: {problem['msg']}") from None
     serve(args.bundle, args.host, args.port, limits)
 
 
