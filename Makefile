@@ -68,7 +68,10 @@ music: $(STAMP)
 captions: $(STAMP)
 	$(VENV)/bin/rnnkit train configs/digit_captions.yaml
 
+# The server's browser test drives Debian's chromium through Debian's chromedriver (apt-get, as root).
 test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)

@@ -249,3 +249,79 @@ def test_forecast_answers_rows_as_the_predictor_does(forecaster):
     assert long.status_code == 422 and "1 to 100 rows" in long.json()["detail"]
     unknown = server.client.post("/v1/forecast", json={"data": [{"dat": "2024-01-01", "value": 1.0}] * 20})
     assert unknown.status_code == 422 and unknown.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Selenium through Debian's chromedriver (make test
+    installs both)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def _open(browser, server, section: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"http://127.0.0.1:{server.port}/")
+    WebDriverWait(browser, 20).until(lambda b: b.find_element("tag name", "body").get_attribute("data-ready"))
+    assert browser.find_element("tag name", "body").get_attribute("data-ready") == section
+    return WebDriverWait(browser, 30)
+
+
+def test_the_page_labels_a_text_and_shades_its_words(browser, classifier):
+    wait = _open(browser, classifier, "classify")
+    box = browser.find_element("id", "text")
+    box.clear()
+    box.send_keys("the film was great good")
+    browser.find_element("id", "label-button").click()
+    wait.until(lambda b: b.find_elements("css selector", "#words .token"))
+    expected = classifier.client.post("/v1/explain", json={"text": "the film was great good"}).json()
+    assert browser.find_element("id", "label").text.startswith(expected["label"])
+    words = browser.find_elements("css selector", "#words .token")
+    assert [w.text.strip() for w in words] == expected["tokens"]
+    shades = [w.value_of_css_property("background-color") for w in words]
+    assert len(set(shades)) > 1  # attention weights differ from word to word
+    assert browser.find_element("id", "error").text == ""
+
+
+def test_the_page_plots_a_forecast_from_a_pasted_csv(browser, forecaster):
+    server, history = forecaster
+    wait = _open(browser, server, "forecast")
+    csv = "date,value\n" + "\n".join(f"{row['date']},{row['value']:.5f}" for row in history)
+    browser.execute_script("document.getElementById('csv').value = arguments[0];", csv)
+    browser.find_element("id", "forecast-button").click()
+    wait.until(lambda b: b.find_elements("id", "forecast-line"))
+    rows = browser.find_elements("css selector", "#forecast-table tr")
+    assert len(rows) == 1 + 3  # the header and the model's horizon
+    assert browser.find_element("id", "error").text == ""
+    browser.execute_script("document.getElementById('csv').value = 'date,value';")
+    browser.find_element("id", "forecast-button").click()
+    wait.until(lambda b: b.find_element("id", "error").text)
+    assert "header line and at least one row" in browser.find_element("id", "error").text
+
+
+def test_the_page_shows_generated_text_as_it_arrives(browser, language_model):
+    wait = _open(browser, language_model, "generate")
+    box = browser.find_element("id", "prompt")
+    box.clear()
+    box.send_keys("the c")
+    browser.find_element("id", "generate-button").click()
+
+    def finished(b):
+        return (
+            b.find_element("id", "generated").get_attribute("data-done") or b.find_element("id", "error").text
+        )
+
+    wait.until(finished)
+    text = browser.find_element("id", "generated").text
+    assert text.startswith("the c") and len(text) > len("the c") + 5
+    assert browser.find_element("id", "error").text == ""

@@ -1,8 +1,11 @@
 """The HTTP server: one bundle's Predictor behind a FastAPI app.
 
+    GET    /                         a page to try the model in a browser (label a text with its
+                                     attention shaded, plot a forecast, watch generated text arrive)
     GET    /healthz                  {"status": "ok"}
-    GET    /v1/model                 the bundle: task, verbs, model config, metrics, files
+    GET    /v1/model                 the bundle: task, verbs, data and model config, metrics, files
     POST   /v1/predict               {"inputs": [text or numbers, ...], "options": {...}}
+    POST   /v1/explain               {"text": "..."}: a classifier's label, tokens and attention weights
     POST   /v1/forecast              {"data": [{column: value, ...}, ...], "horizon": 7, "level": 0.8}
     POST   /v1/generate              {"prompt": "...", "max_tokens": 50, ...}; "stream": true sends
                                      each piece as a server-sent event as it is drawn
@@ -64,6 +67,10 @@ class PredictRequest(_Request):
     )
 
 
+class ExplainRequest(_Request):
+    text: str
+
+
 class ForecastRequest(_Request):
     data: list[dict[str, Any]] = Field(description="rows in the training data's columns")
     horizon: int | None = Field(None, gt=0)
@@ -105,7 +112,7 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
     try:
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import JSONResponse, Response, StreamingResponse
+        from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     except ImportError:
         raise RnnkitError("rnnkit serve needs FastAPI and uvicorn: pip install 'rnnkit[serve]'") from None
     import rnnkit
@@ -135,13 +142,20 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
     async def _invalid(request: Request, error: RequestValidationError):
         return JSONResponse({"detail": _validation_message(error)}, status_code=422)
 
+    page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/v1/model")
     def model() -> dict:
-        return json.loads(json.dumps(predictor.describe(), default=str))
+        described = {**predictor.describe(), "data": predictor.data_config.model_dump()}
+        return json.loads(json.dumps(described, default=str))
 
     def offers(verb: str) -> None:
         if verb not in predictor.verbs:
@@ -156,6 +170,11 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
         inputs = [_input(x, i, limits) for i, x in enumerate(_batch(body.inputs, limits))]
         outputs = await runner.run(lambda: predictor.predict(inputs, **body.options))
         return {"outputs": _jsonable(outputs)}
+
+    @app.post("/v1/explain")
+    async def explain(body: ExplainRequest) -> dict:
+        offers("explain")
+        return _jsonable(await runner.run(lambda: predictor.explain(_text(body.text, "text", limits))))
 
     @app.post("/v1/forecast")
     async def forecast(body: ForecastRequest) -> dict:
