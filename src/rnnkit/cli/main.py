@@ -132,9 +132,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds a model call may take")
     serve.add_argument("--max-sessions", type=int, default=100, help="streaming sessions open at once")
     serve.add_argument("--session-ttl", type=float, default=600.0, help="seconds an idle session lives")
+    serve.add_argument("--threads", type=int, default=1, help="torch's threads for a model call (default 1)")
+    serve.add_argument(
+        "--no-batching", action="store_true", help="call the model for each request alone (no micro-batching)"
+    )
 
     info = command("info", "describe a bundle: task, verbs, model config, metrics, files")
     info.add_argument("bundle", type=Path)
+
+    export = command(
+        "export",
+        "export a bundle's model to ONNX, checked against its eager outputs",
+        "Write <graph>.onnx (dynamic batch and time), metadata.json and the bundle's preprocessing into "
+        "--output, after onnxruntime has matched the eager model on a padded batch of mixed lengths.",
+    )
+    export.add_argument("bundle", type=Path)
+    export.add_argument("--format", default="onnx", help="onnx (the only one so far)")
+    export.add_argument("--output", type=Path, help="the directory to write (default: BUNDLE/../onnx)")
     return parser
 
 
@@ -286,13 +300,15 @@ def _serve(args) -> None:
         limits = Limits(
             max_batch=args.max_batch, max_length=args.max_length, max_tokens=args.max_tokens,
             max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_sessions=args.max_sessions,
-            session_ttl_s=args.session_ttl,
+            session_ttl_s=args.session_ttl, batching=not args.no_batching,
         )  # fmt: skip
     except ValidationError as error:
         problem, renamed = error.errors()[0], {"timeout_s": "timeout", "session_ttl_s": "session_ttl"}
         flag = renamed.get(problem["loc"][0], problem["loc"][0])
         raise RnnkitError(f"--{flag.replace('_', '-')}: {problem['msg']}") from None
-    serve(args.bundle, args.host, args.port, limits)
+    if args.threads < 1:
+        raise RnnkitError(f"--threads must be >= 1, got {args.threads}")
+    serve(args.bundle, args.host, args.port, limits, args.threads)
 
 
 def _info(args) -> None:
@@ -307,6 +323,23 @@ def _info(args) -> None:
     print(json.dumps(description, indent=2, default=str))
 
 
+def _export(args) -> None:
+    from rnnkit.errors import unknown_name
+
+    if args.format != "onnx":
+        raise unknown_name("export format", args.format, ["onnx"])
+    from rnnkit.bundle import load_bundle, read_bundle_config
+    from rnnkit.export import export_onnx
+    from rnnkit.tasks import get_task
+
+    get_task(read_bundle_config(args.bundle).get("task"))  # registers the task's models
+    bundle = load_bundle(args.bundle)  # the model in eval mode
+    result = export_onnx(bundle, args.output or args.bundle.parent / "onnx")
+    for check in result.checks:
+        print(check)
+    print(f"wrote {result.path}: {', '.join(result.files)}")
+
+
 COMMANDS = {
     "train": _train,
     "resume": _resume,
@@ -317,6 +350,7 @@ COMMANDS = {
     "generate": _generate,
     "serve": _serve,
     "info": _info,
+    "export": _export,
 }
 
 
