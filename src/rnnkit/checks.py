@@ -57,6 +57,8 @@ def check_lengths(lengths: Sequence[int] | Tensor | None, batch_size: int, max_l
     if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
         raise ShapeError(f"lengths must be integers, got dtype {lens.dtype}")
     lens = lens.to(torch.int64)
+    if torch.compiler.is_exporting():  # symbolic under torch.export (rnnkit.export documents the range)
+        return lens
     if int(lens.min()) < 1 or int(lens.max()) > max_len:
         raise ShapeError(
             f"lengths must lie in [1, {max_len}] (the input's time steps); got min {int(lens.min())}, "

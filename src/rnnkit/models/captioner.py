@@ -97,7 +97,7 @@ class Captioner(nn.Module):
             raise DTypeError(f"features must be floats (B, {width}), got dtype {features.dtype}")
         if features.dim() != 2 or features.shape[1] != width or len(features) == 0:
             raise ShapeError(f"features must be (B, {width}) with B >= 1; got shape {tuple(features.shape)}")
-        if not bool(torch.isfinite(features).all()):
+        if not torch.compiler.is_exporting() and not bool(torch.isfinite(features).all()):
             raise DataError("features hold NaN or infinity; fill them before captioning")
         weight = self.decoder.embedding.weight
         return self.encoder(features.to(device=weight.device, dtype=weight.dtype))  # (B, C)

@@ -91,9 +91,10 @@ class Conditioning(nn.Module):
                 raise DTypeError(
                     f"condition must be integer class ids, {self._expected()}; got dtype {condition.dtype}"
                 )
-            if condition.dim() != 1 or len(condition) == 0:
+            if condition.dim() != 1 or condition.shape[0] == 0:
                 raise ShapeError(f"condition must be {self._expected()}; got shape {tuple(condition.shape)}")
-            low, high = int(condition.min()), int(condition.max())
+            exporting = torch.compiler.is_exporting()  # symbolic ids under torch.export (rnnkit.export)
+            low, high = (0, 0) if exporting else (int(condition.min()), int(condition.max()))
             if low < 0 or high >= self.classes:
                 raise DataError(
                     f"condition class ids must lie in [0, {self.classes}) (num_conditions); got min {low}, "
@@ -104,10 +105,10 @@ class Conditioning(nn.Module):
             raise DTypeError(
                 f"condition must be float features, {self._expected()}; got dtype {condition.dtype}"
             )
-        if condition.dim() != 2 or condition.shape[1] != self.size or len(condition) == 0:
+        if condition.dim() != 2 or condition.shape[1] != self.size or condition.shape[0] == 0:
             fix = " (add the batch dimension: condition.unsqueeze(0))" if condition.dim() == 1 else ""
             raise ShapeError(f"condition must be {self._expected()}; got shape {tuple(condition.shape)}{fix}")
-        if not bool(torch.isfinite(condition).all()):
+        if not torch.compiler.is_exporting() and not bool(torch.isfinite(condition).all()):
             raise DataError("condition holds NaN or infinity; fill the features before decoding")
         return condition.to(device=weight.device, dtype=weight.dtype)
 

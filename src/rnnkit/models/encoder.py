@@ -192,6 +192,8 @@ def check_tokens(tokens, vocab_size: int) -> tuple[int, int]:
         raise ShapeError(f"tokens must be integer ids (torch.long), got dtype {tokens.dtype}")
     if 0 in tokens.shape:
         raise ShapeError(f"tokens are empty: shape {tuple(tokens.shape)}; every batch needs B >= 1, T >= 1")
+    if torch.compiler.is_exporting():  # symbolic ids under torch.export (rnnkit.export)
+        return tokens.shape[0], tokens.shape[1]
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= vocab_size:
         raise DataError(

@@ -215,7 +215,7 @@ class Forecaster(nn.Module):
             rows = (lengths.to(inputs.device)[:, None] - w + torch.arange(w, device=inputs.device)).clamp(
                 min=0
             )
-            last = inputs[torch.arange(len(rows), device=inputs.device)[:, None], rows, :O]  # (B, w, O)
+            last = inputs[torch.arange(rows.shape[0], device=inputs.device)[:, None], rows, :O]  # (B, w, O)
         return self.highway(last.transpose(1, 2)).transpose(1, 2)  # (B, horizon, O)
 
     def loss(
@@ -267,7 +267,7 @@ class Forecaster(nn.Module):
         if lengths is None:
             return inputs[:, n - 1, :O]
         rows = (lengths.to(inputs.device) - 1).clamp(min=0)  # (B,)
-        return inputs[torch.arange(len(rows), device=inputs.device), rows, :O]
+        return inputs[torch.arange(rows.shape[0], device=inputs.device), rows, :O]
 
     def _recursive(self, inputs, lengths, state, targets) -> tuple[Tensor, NamedTuple]:
         n, O = self.config.lookback, self.config.output_size
@@ -303,7 +303,7 @@ class Forecaster(nn.Module):
             at_last = outputs[:, -1]  # (B, F)
         else:
             last = lengths.to(outputs.device) - 1  # (B,)
-            at_last = outputs[torch.arange(len(last), device=outputs.device), last]  # (B, F)
+            at_last = outputs[torch.arange(last.shape[0], device=outputs.device), last]  # (B, F)
         if not (both_halves and self.config.bidirectional):
             return at_last
         H = self.config.hidden_size

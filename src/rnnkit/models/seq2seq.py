@@ -221,7 +221,8 @@ class Seq2Seq(nn.Module):
         """source (B, S) ids, lengths (B,) or None -> the Memory the decoder reads."""
         c = self.config
         B, S = check_tokens(source, c.source_vocab_size)
-        if lengths is not None and bool((torch.as_tensor(lengths) == 0).any()):
+        exporting = torch.compiler.is_exporting()  # symbolic lengths under torch.export (rnnkit.export)
+        if lengths is not None and not exporting and bool((torch.as_tensor(lengths) == 0).any()):
             raise DataError(
                 "a source sequence is empty (length 0): the decoder needs at least one source token; "
                 "drop empty pairs from the data"

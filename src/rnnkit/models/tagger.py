@@ -210,7 +210,8 @@ class SequenceTagger(nn.Module):
                 f"W character ids; got {got}"
             )
         chars = tokens[..., 1:]  # (B, T, W)
-        if int(chars.min()) < 0 or int(chars.max()) >= self.config.char_vocab_size:
+        exporting = torch.compiler.is_exporting()  # symbolic ids under torch.export (rnnkit.export)
+        if not exporting and (int(chars.min()) < 0 or int(chars.max()) >= self.config.char_vocab_size):
             raise DataError(
                 f"character ids must lie in [0, {self.config.char_vocab_size}) (char_vocab_size); got min "
                 f"{int(chars.min())}, max {int(chars.max())}: encode with the model's character vocabulary"
