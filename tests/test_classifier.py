@@ -268,3 +268,25 @@ def test_token_errors(tokens, error, message):
 def test_lengths_are_checked():
     with pytest.raises(ShapeError, match=r"lengths must lie in \[1, 3\]"):
         make()(torch.ones(2, 3, dtype=torch.long), lengths=[3, 4])
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_reading_on_in_pieces_gives_what_reading_the_whole_gives(pooling):
+    torch.manual_seed(0)
+    keys = {"vocab_size": 30, "num_classes": 3, "head": "multiclass", "hidden_size": 8, "embedding_dim": 6}
+    model = build_model({"name": "classifier", "num_layers": 2, "pooling": pooling, **keys})
+    model.train()  # read_on reads in eval mode whatever the model's mode, and restores it
+    tokens = torch.randint(1, 30, (2, 9))
+    whole = model.eval()(tokens).logits
+    model.train()
+    read = None
+    for piece in (tokens[:, :4], tokens[:, 4:5], tokens[:, 5:]):
+        output, read = model.read_on(piece, read)
+    torch.testing.assert_close(output.logits, whole)
+    assert model.training and read.outputs.shape[1] == 9
+
+
+def test_a_classifier_that_reads_backwards_cannot_read_on():
+    model = build_model({"name": "classifier", "vocab_size": 30, "num_classes": 2, "bidirectional": True})
+    with pytest.raises(ConfigError, match="reads backwards, so it cannot read on step by step"):
+        model.read_on(torch.ones(1, 3, dtype=torch.long))

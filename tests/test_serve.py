@@ -141,7 +141,7 @@ def test_malformed_json_a_large_body_and_a_verb_the_model_lacks(classifier):
     assert chunked.status_code == 413  # no declared length: counted as it arrives
     forecast = classifier.client.post("/v1/forecast", json={"data": [{"value": 1.0}]})
     assert forecast.status_code == 404 and "a classify model does not forecast" in forecast.json()["detail"]
-    assert classifier.client.post("/v1/sessions").status_code == 404
+    assert classifier.client.post("/v1/generate", json={"prompt": "a"}).status_code == 404
     assert classifier.client.get("/healthz").json() == {"status": "ok"}  # still answering
 
 
@@ -327,3 +327,18 @@ def test_the_page_shows_generated_text_as_it_arrives(browser, language_model):
     expected = language_model.client.post("/v1/generate", json={"prompt": "the c", "seed": 3}).json()["text"]
     assert text.split() == expected.split() and len(text) > len("the c") + 5  # as the page shows white space
     assert browser.find_element("id", "error").text == ""
+
+
+def test_a_classifier_session_labels_the_text_so_far_as_predict_labels_it_whole(classifier):
+    client = classifier.client
+    session = client.post("/v1/sessions")
+    assert session.status_code == 201, session.text
+    key = session.json()["id"]
+    client.post(f"/v1/sessions/{key}/steps", json={"text": "the film was "})
+    stepped = client.post(f"/v1/sessions/{key}/steps", json={"text": "great good"}).json()
+    [whole] = client.post("/v1/predict", json={"inputs": ["the film was great good"]}).json()["outputs"]
+    assert stepped["text"] == whole["text"] and stepped["label"] == whole["label"]
+    assert stepped["tokens_read"] == 5
+    for name, p in whole["probabilities"].items():
+        assert stepped["probabilities"][name] == pytest.approx(p, abs=1e-5)
+    assert client.delete(f"/v1/sessions/{key}").status_code == 204

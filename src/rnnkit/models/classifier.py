@@ -102,6 +102,14 @@ class ClassifierConfig(EncoderConfig):
         return self
 
 
+class ReadSoFar(NamedTuple):
+    """What :meth:`SequenceClassifier.read_on` carries: the encoder's state (fields (L, B, H)) and
+    its outputs so far (B, T, H), which pooling reads again after each step."""
+
+    state: NamedTuple
+    outputs: Tensor
+
+
 class ClassifierOutput(NamedTuple):
     """logits (B,) for the binary head, (B, C) otherwise; attention (B, T) weights or None.
 
@@ -166,6 +174,45 @@ class SequenceClassifier(nn.Module):
         pooled, attention = self.pooling(encoded, mask)  # (B, F), (B, T) or None
         logits = self.head(self.output_dropout(pooled))  # (B, 1) or (B, C)
         return ClassifierOutput(logits.squeeze(-1) if self.config.head == "binary" else logits, attention)
+
+    @torch.no_grad()
+    def read_on(self, tokens: Tensor, read: ReadSoFar | None = None) -> tuple[ClassifierOutput, ReadSoFar]:
+        """Read ``tokens`` (B, T) ids, or (B, T, input_size) numbers, after everything in ``read``
+        (None: the start), the recurrence carrying its state, never reading the past again: the
+        output for everything read so far (as ``forward`` on the whole, in eval mode) and what to
+        carry on with. A model that reads backwards, convolves over neighbours or reads in chunks
+        cannot read on this way (ConfigError)."""
+        c = self.config
+        if c.bidirectional or self.conv is not None or self.upper is not None:
+            why = (
+                "reads backwards"
+                if c.bidirectional
+                else "convolves over neighbours"
+                if self.conv
+                else "reads chunks"
+            )
+            raise ConfigError(
+                f"this classifier {why}, so it cannot read on step by step: it reads each input whole"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            if self.embedding is not None:
+                check_tokens(tokens, c.vocab_size)
+                x = self.embedding(tokens)  # (B, T, E)
+            else:
+                check_features(tokens, c.input_size)
+                x = tokens
+            encoded = self.encoder(x, None if read is None else read.state)
+            outputs = encoded.outputs if read is None else torch.cat([read.outputs, encoded.outputs], 1)
+            pooled, attention = self.pooling(
+                encoded._replace(outputs=outputs), None
+            )  # over every step so far
+            logits = self.head(pooled)
+        finally:
+            self.train(was_training)
+        output = ClassifierOutput(logits.squeeze(-1) if c.head == "binary" else logits, attention)
+        return output, ReadSoFar(encoded.state, outputs)
 
     def _hierarchy(self, x: Tensor, lengths: Tensor | None):
         """The lower recurrence over each chunk of ``chunk_size`` steps (the last one zero-padded and

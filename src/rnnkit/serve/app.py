@@ -9,8 +9,9 @@
     POST   /v1/forecast              {"data": [{column: value, ...}, ...], "horizon": 7, "level": 0.8}
     POST   /v1/generate              {"prompt": "...", "max_tokens": 50, ...}; "stream": true sends
                                      each piece as a server-sent event as it is drawn
-    POST   /v1/sessions              a language model's stream of tokens, state kept by the server
-    POST   /v1/sessions/{id}/steps   {"text": "..."} -> the next token's likeliest choices
+    POST   /v1/sessions              a stream of text read piece by piece, the state kept by the server
+    POST   /v1/sessions/{id}/steps   {"text": "..."}: a language model's likeliest next tokens, a
+                                     classifier's label of the text so far
     DELETE /v1/sessions/{id}
     GET    /openapi.json, /docs      the schema FastAPI writes from the request models
 

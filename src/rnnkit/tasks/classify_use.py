@@ -50,21 +50,18 @@ def predict_texts(model: torch.nn.Module, texts: Sequence[str], preprocessing: d
     labels = Labels.from_state(preprocessing["labels"])
     ids = _encode(codec, texts, preprocessing.get("max_length"))
     probs = probabilities(model, TextDataset(ids, torch.zeros(len(ids))), codec.vocab.pad_id)
-    results = []
-    for text, p in zip(texts, probs, strict=True):
-        per_class = [1 - float(p), float(p)] if p.dim() == 0 else p.tolist()
-        scores = dict(zip(labels.classes, per_class, strict=True))
-        if labels.multilabel:
-            chosen = [c for c, v in scores.items() if v >= 0.5]
-            results.append(
-                {"text": text, "label": chosen, "probability": max(per_class), "probabilities": scores}
-            )
-        else:
-            best = max(scores, key=scores.get)
-            results.append(
-                {"text": text, "label": best, "probability": scores[best], "probabilities": scores}
-            )
-    return results
+    return [_labelled(text, p, labels) for text, p in zip(texts, probs, strict=True)]
+
+
+def _labelled(text: str, p: torch.Tensor, labels: Labels) -> dict:
+    """One text's result from its probabilities: () P(class 1) for binary, (C,) otherwise."""
+    per_class = [1 - float(p), float(p)] if p.dim() == 0 else p.tolist()
+    scores = dict(zip(labels.classes, per_class, strict=True))
+    if labels.multilabel:
+        chosen = [c for c, v in scores.items() if v >= 0.5]
+        return {"text": text, "label": chosen, "probability": max(per_class), "probabilities": scores}
+    best = max(scores, key=scores.get)
+    return {"text": text, "label": best, "probability": scores[best], "probabilities": scores}
 
 
 @torch.no_grad()
@@ -84,7 +81,17 @@ def explain(model: torch.nn.Module, text: str, preprocessing: dict[str, Any]) ->
 class ClassifyPredictor(Predictor):
     """A trained text classifier: ``predict`` labels, ``explain`` one text's tokens and weights."""
 
-    verbs = (*Predictor.verbs, "predict", "explain")
+    verbs = (*Predictor.verbs, "predict", "explain", "session")
+
+    def session(self, condition: Any = None) -> ClassifierSession:
+        """A text read piece by piece, the recurrence's state carried: the label of everything read
+        so far after each piece (models that read forward only, without a convolutional front end)."""
+        if condition is not None:
+            raise ConfigError("a classifier takes no condition")
+        model = self.model
+        if model.config.bidirectional or model.conv is not None or model.upper is not None:
+            model.read_on(torch.zeros(1, 1, dtype=torch.long))  # raises the ConfigError that says why
+        return ClassifierSession(self)
 
     def predict(self, inputs: str | Sequence[str] | Path, **options) -> dict | list[dict]:
         """The label of one text (a dict), of each text in a list, or of each text in a file: a
@@ -127,3 +134,35 @@ class ClassifyPredictor(Predictor):
         if not texts:
             raise DataError(f"{path} holds no text")
         return texts
+
+
+class ClassifierSession:
+    """Text fed in pieces, each read once with the recurrence's state carried on; after each piece,
+    the label of all the text so far, as ``predict`` gives for it whole. Each piece is tokenised on
+    its own, so cut word-level text at spaces (a character model can be cut anywhere).
+
+        session = predictor.session()
+        session.feed("the film was ")   # {"text": "the film was ", "label": ..., "tokens_read": 3, ...}
+        session.feed("great")
+    """
+
+    def __init__(self, predictor: ClassifyPredictor) -> None:
+        self.model, self.preprocessing = predictor.model, predictor.preprocessing
+        self.codec = TextCodec.from_state(self.preprocessing["codec"])
+        self.labels = Labels.from_state(self.preprocessing["labels"])
+        self.read: Any = None
+        self.text, self.tokens_read = "", 0
+
+    def feed(self, text: str, top: int | None = None) -> dict[str, Any]:
+        """Read ``text`` after everything fed before; the label of all of it (``top`` is ignored: a
+        classifier gives every class's probability)."""
+        ids = self.codec.encode(text)
+        if not ids:
+            raise DataError(f"{text!r} encodes to no tokens; feed some text")
+        device = next(self.model.parameters()).device
+        output, self.read = self.model.read_on(torch.tensor([ids], device=device), self.read)
+        head = self.model.config.head
+        logits = output.logits[0].float().cpu()
+        probs = torch.softmax(logits, -1) if head == "multiclass" else torch.sigmoid(logits)
+        self.text, self.tokens_read = self.text + text, self.tokens_read + len(ids)
+        return {**_labelled(self.text, probs, self.labels), "tokens_read": self.tokens_read}
