@@ -2,7 +2,9 @@
 
 Also reset, a given initial state, refresh after the weights change, eval semantics for the training
 regularisers, the boundary errors, that each step returns a new tensor, and that a step into
-``out=`` allocates nothing (state buffers stay put).
+``out=`` allocates nothing (state buffers stay put). The equality tests run both steps: the C++ one
+(path "native", where the kernels build) and the pure-torch one (``native=False``, path "fast");
+tests/test_streaming_native.py compares the two directly and covers the fallback.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from torch.profiler import ProfilerActivity, profile
 
 import rnnkit
 from rnnkit.errors import ConfigError, DTypeError, ShapeError
+from rnnkit.kernels import stream
 
 D, H, T = 3, 4, 6
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 LAYERS = {"rnn_tanh": rnnkit.RNN, "rnn_relu": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-6, atol=1e-6)}
+NATIVE = stream.info().available  # the C++ step built here (else every Streamer takes path "fast")
+PATHS = [True, False]  # Streamer(native=...)
+
+
+def fast_path(native: bool) -> str:
+    """The path a Streamer without layer norm takes."""
+    return "native" if native and NATIVE else "fast"
 
 
 def make_layer(kind: str, num_layers: int = 1, dtype=torch.float64, input_size: int = D, **options):
@@ -48,23 +58,27 @@ def assert_matches(streamer, x, want, tol):
 # ---------------------------------------------------------------- equals the layer
 
 
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("kind", KINDS)
-def test_steps_equal_the_layer_float64(kind, num_layers, batch_size):
+def test_steps_equal_the_layer_float64(kind, num_layers, batch_size, native):
     layer = make_layer(kind, num_layers)
     x = sequence(batch_size)
-    streamer = rnnkit.Streamer(layer, batch_size)
-    assert streamer.path == "fast"
+    streamer = rnnkit.Streamer(layer, batch_size, native=native)
+    assert streamer.path == fast_path(native)
     assert_matches(streamer, x, layer(x), TOL[torch.float64])
 
 
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("kind", KINDS)
-def test_steps_equal_the_layer_float32(kind, batch_size):
+def test_steps_equal_the_layer_float32(kind, batch_size, native):
     layer = make_layer(kind, 2, torch.float32)
     x = sequence(batch_size, torch.float32)
-    assert_matches(rnnkit.Streamer(layer, batch_size), x, layer(x), TOL[torch.float32])
+    streamer = rnnkit.Streamer(layer, batch_size, native=native)
+    assert streamer.path == fast_path(native)
+    assert_matches(streamer, x, layer(x), TOL[torch.float32])
 
 
 @pytest.mark.parametrize(
@@ -78,8 +92,9 @@ def test_steps_equal_the_layer_float32(kind, batch_size):
     ],
     ids=["layer_norm", "residual", "layer_norm_residual", "no_bias", "learned_initial_state"],
 )
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_steps_equal_the_layer_with_options(kind, options):
+def test_steps_equal_the_layer_with_options(kind, options, native):
     # input_size == H, so the residual applies at layer 0 too
     layer = make_layer(kind, 2, input_size=H, **options)
     if options.get("learn_initial_state"):
@@ -88,18 +103,19 @@ def test_steps_equal_the_layer_with_options(kind, options):
                 for name in cell.state_type._fields:
                     getattr(cell, f"initial_{name}").normal_()
     x = sequence(3, input_size=H)
-    streamer = rnnkit.Streamer(layer, 3)
-    assert streamer.path == ("cell" if options.get("layer_norm") else "fast")
+    streamer = rnnkit.Streamer(layer, 3, native=native)
+    assert streamer.path == ("cell" if options.get("layer_norm") else fast_path(native))
     assert_matches(streamer, x, layer(x), TOL[torch.float64])
 
 
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
-def test_training_only_options_behave_as_in_eval(kind):
+def test_training_only_options_behave_as_in_eval(kind, native):
     # recurrent dropout and inter-layer dropout are off, zoneout takes its expectation, even though
     # the layer is left in training mode; the Streamer does not switch the layer's mode
     layer = make_layer(kind, 2, dropout=0.5, recurrent_dropout=0.5, zoneout=0.3).train()
     x = sequence(3)
-    streamer = rnnkit.Streamer(layer, 3)
+    streamer = rnnkit.Streamer(layer, 3, native=native)
     assert layer.training
     first = run(streamer, x)
     want = layer.eval()(x)
@@ -181,10 +197,12 @@ def test_refresh_follows_a_dtype_change_and_keeps_the_state():
 # ---------------------------------------------------------------- no allocation per step
 
 
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_a_step_reuses_its_buffers(kind, batch_size):
-    streamer = rnnkit.Streamer(make_layer(kind, 2, zoneout=0.2, residual=True, input_size=H), batch_size)
+def test_a_step_reuses_its_buffers(kind, batch_size, native):
+    layer = make_layer(kind, 2, zoneout=0.2, residual=True, input_size=H)
+    streamer = rnnkit.Streamer(layer, batch_size, native=native)
     x = torch.randn(batch_size, H, dtype=torch.float64)
     y = torch.empty(batch_size, H, dtype=torch.float64)
     assert streamer.step(x, out=y) is y

@@ -9,10 +9,13 @@ backward, in one call each; each cell contributes only its step's maths (``lstm_
     loops.py      time_loop(kind, ...) with its autograd, loop_info(kind), available(kind, x)
     workspace.py  reusable scratch arenas, the only process-wide state besides the build cache
     hook.py       compiled_scan: what Recurrent calls for rnnkit's own RNN/LSTM/GRU cells
+    stream.py     compiled_step: the Streamer's one-call step of a whole stack (``stream_step.cpp``:
+                  weights packed once by blocks of hidden units, gates fused after each block)
 
 Every loop has a pure-torch twin, Recurrent's loop over the cell (the spec being
 ``rnnkit.functional.steps``), which the tests compare it against and which runs wherever the
-library does not: no compiler, another dtype or device, torch.compile, higher derivatives.
+library does not: no compiler, another dtype or device, torch.compile, higher derivatives. The
+streaming step's twin is the Streamer's own torch step (``native=False``).
 """
 
 from rnnkit.kernels.binding import KINDS

@@ -1,5 +1,11 @@
 """Streamer: run an rnnkit RNN, LSTM or GRU one time step at a time, for online inference.
 
+Where rnnkit's C++ kernels build, a step is one call into native code (``rnnkit.kernels.stream``,
+path "native"): every layer's matrix-vector products over weights packed once at construction, the
+gates fused right after them, the state updated in place. Elsewhere (no compiler,
+``RNNKIT_NO_EXTENSION=1``, ``native=False``) it is the pure-torch step below (path "fast"), and
+with ``layer_norm=True`` the cell's own maths (path "cell").
+
 Calling a layer with T=1 at every step pays for its sequence machinery each time (checks, state
 stacking and, for torch.nn.LSTM, a oneDNN weight reorder: about 2 ms against a 63 µs matrix-vector
 product at hidden 512, see benchmarks/README.md). A Streamer does that work once. At construction it checks
@@ -24,6 +30,7 @@ from torch import Tensor
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.checks import check_input, check_state
 from rnnkit.errors import ConfigError, DTypeError, ShapeError
+from rnnkit.kernels import stream
 from rnnkit.layers.rnn import GRU, LSTM, RNN
 
 Op = Callable[[], object]
@@ -48,11 +55,18 @@ class Streamer:
             build a new Streamer; changing the layer later does not change the Streamer.
         batch_size: B, the number of streams stepped together.
         check: check each x_t's shape and dtype (cheap); ``False`` skips even that.
+        native: step through rnnkit's C++ step where it is available (float32/float64 on the CPU,
+            the kernels built, no layer norm); ``False`` keeps the pure-torch step.
+        threads: how many threads split each layer's products in the native step; None: torch's
+            thread count, or 1 where the weights are too small to repay a fork and join
+            (:data:`MIN_PARALLEL` elements).
 
     Eval semantics whatever ``layer.training`` is: no dropout between layers, no recurrent dropout,
     zoneout's expectation (h' = lerp(h_new, h, p)). Residual stacks are supported. ``path`` is
-    "fast" (the bound GEMV + elementwise list) or, with ``layer_norm=True``, "cell": the same buffers
-    and calls, but each layer runs an eval copy of its cell's own ``recurrence``, which allocates.
+    "native" (one C++ call per step for all layers: zoneout, residuals and ``bias=False`` included),
+    "fast" (the bound GEMV + elementwise list in torch) or, with ``layer_norm=True``, "cell": the
+    same buffers and calls, but each layer runs an eval copy of its cell's own ``recurrence``, which
+    allocates.
 
     Methods and attributes:
         step(x_t (B, D), out=None) -> y_t (B, H): the top layer's output, a new ordinary tensor at every
@@ -77,7 +91,15 @@ class Streamer:
         ...     streamer.step(x_t, out=y)             # no allocation: y is overwritten at every step
     """
 
-    def __init__(self, layer: RNN | LSTM | GRU, batch_size: int = 1, *, check: bool = True) -> None:
+    def __init__(
+        self,
+        layer: RNN | LSTM | GRU,
+        batch_size: int = 1,
+        *,
+        check: bool = True,
+        native: bool = True,
+        threads: int | None = None,
+    ) -> None:
         if not isinstance(layer, (RNN, LSTM, GRU)):
             raise ConfigError(
                 f"Streamer takes an rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}; "
@@ -91,7 +113,11 @@ class Streamer:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive int or None, got {threads!r}")
         self.layer, self.batch_size, self.check = layer, batch_size, check
+        self.native, self.threads = native, threads
+        self._native: stream.CompiledStep | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -100,15 +126,20 @@ class Streamer:
         layer, first = self.layer, self.layer.cells[0]
         self.dtype, self.device = first.weight_ih.dtype, first.weight_ih.device
         self.path = "fast" if type(first) in _BUILDERS and not first.layer_norm else "cell"
-        build = _BUILDERS[type(first)] if self.path == "fast" else _cell_ops
         self._x_shape = torch.Size((self.batch_size, layer.input_size))
-        self._x, slots = _allocate(layer, self.batch_size)  # normal tensors: y and state work anywhere
+        rows, slots = _allocate(layer, self.batch_size)  # normal tensors: y and state work anywhere
+        self._x = rows[:, : layer.input_size]
         with torch.inference_mode():
             initial = layer.initial_state(self.batch_size)
             self._initial = type(initial)(*(f.clone() for f in initial))  # fields (L, B, H)
-            self._ops = [
-                op for cell, views in zip(layer.cells, slots, strict=True) for op in build(cell, views)
-            ]
+            self._native = _compiled(layer, rows, slots, self.threads) if self.native else None
+            if self._native is not None:
+                self.path, self._ops = "native", []
+            else:
+                build = _BUILDERS[type(first)] if self.path == "fast" else _cell_ops
+                self._ops = [
+                    op for cell, views in zip(layer.cells, slots, strict=True) for op in build(cell, views)
+                ]
         self._h = [views.h for views in slots]
         self._c = None if slots[0].c is None else [views.c for views in slots]
         self._y = slots[-1].out
@@ -137,10 +168,13 @@ class Streamer:
 
     def step(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """One time step: x (B, D) -> y (B, H), a new tensor, or ``out`` (B, H) written in place."""
-        if self.check and (not isinstance(x, Tensor) or x.shape != self._x_shape or x.dtype != self.dtype):
+        fits = isinstance(x, Tensor) and x.shape == self._x_shape and x.dtype == self.dtype
+        if self.check and not fits:
             self._refuse(x)
         if out is not None and self.check:
             self._check_out(out)
+        if self._native is not None:
+            return self._native_step(x, out, fits)
         with torch.inference_mode():
             self._x.copy_(x)
             for op in self._ops:
@@ -148,6 +182,23 @@ class Streamer:
             if out is not None:
                 return out.copy_(self._y)
         return self._y.clone()  # outside inference mode: an ordinary tensor, the caller's to keep
+
+    def _native_step(self, x: Tensor, out: Tensor | None, fits: bool) -> Tensor:
+        """The C++ step reads x and writes y by address: contiguous CPU arrays of the right shape and
+        dtype go straight in, anything else through a torch copy (which raises for a bad shape)."""
+        if not (fits and x.is_cpu and x.is_contiguous()):
+            with torch.inference_mode():
+                self._x.copy_(x)
+            x = None  # already in the row buffer
+        if out is None:
+            y = torch.empty(self._y.shape, dtype=self.dtype)  # outside inference mode: the caller's to keep
+            self._native(x, y)
+            return y
+        if out.is_cpu and out.dtype == self.dtype and out.shape == self._y.shape and out.is_contiguous():
+            self._native(x, out)
+            return out
+        self._native(x, None)
+        return out.copy_(self._y)
 
     def _check_out(self, out) -> None:
         shape = tuple(self._y.shape)
@@ -170,6 +221,32 @@ class Streamer:
 
     def __repr__(self) -> str:
         return f"Streamer({self.layer!r}, batch_size={self.batch_size}, path={self.path!r})"
+
+
+MIN_PARALLEL = 1 << 16  # weight elements below which one thread beats a fork and join per layer
+
+
+def _compiled(layer, rows: Tensor, slots: list[_Slots], threads: int | None) -> stream.CompiledStep | None:
+    """The C++ step over the Streamer's buffers, or None where it does not apply (layer norm, a
+    subclass of the cells, another dtype or device, no build)."""
+    first = layer.cells[0]
+    if type(first) not in _BUILDERS or first.layer_norm:
+        return None
+    kind = f"rnn_{first.nonlinearity}" if type(first) is RNNCell else _KINDS[type(first)]
+    base = rows.data_ptr()
+    specs = [
+        stream.LayerSpec(
+            *_parameters(cell),
+            *((view.data_ptr() - base) // rows.element_size() for view in (s.x, s.h, s.out)),
+            c=s.c,
+            zoneout=float(cell.zoneout),
+        )
+        for cell, s in zip(layer.cells, slots, strict=True)
+    ]
+    if threads is None:
+        weights = sum(cell.weight_ih.numel() + cell.weight_hh.numel() for cell in layer.cells)
+        threads = 1 if weights < MIN_PARALLEL else torch.get_num_threads()
+    return stream.compiled_step(kind, specs, rows, threads)
 
 
 def _allocate(layer, B: int) -> tuple[Tensor, list[_Slots]]:
@@ -196,7 +273,7 @@ def _allocate(layer, B: int) -> tuple[Tensor, list[_Slots]]:
         )
         for i, (x0, h0, out0) in enumerate(spans)
     ]
-    return rows[:, : layer.input_size], slots
+    return rows, slots
 
 
 def _gemv(bias: Tensor, weight: Tensor, x: Tensor, out: Tensor) -> Op:
@@ -299,3 +376,4 @@ def _cell_ops(cell, s: _Slots) -> list[Op]:
 
 
 _BUILDERS = {RNNCell: _rnn_ops, LSTMCell: _lstm_ops, GRUCell: _gru_ops}
+_KINDS = {LSTMCell: "lstm", GRUCell: "gru"}  # the C++ step's kind; RNNCell: "rnn_" + its nonlinearity
