@@ -66,6 +66,14 @@ def test_a_log_trains_and_the_model_is_scored_beside_the_baselines(tmp_path):
     assert len(top["next"]) == 3 and top["next"][0]["probability"] >= top["next"][1]["probability"]
     assert all(not r["item"].startswith("<") for r in top["next"])  # no special token recommended
     assert recommender.predict([["item0", "item1"], "item5"], k=3)[0] == top
+    session = recommender.session()
+    session.feed("item0")
+    followed = session.feed("item1", top=3)
+    assert followed["items_read"] == 2 and [r["item"] for r in followed["next"]] == [
+        r["item"] for r in top["next"]
+    ]
+    for a, b in zip(followed["next"], top["next"], strict=True):
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
     with pytest.warns(UserWarning, match="never saw are read as unknown"):
         recommender.predict("item0 nothing-like-it", k=2)
 
