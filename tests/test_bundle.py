@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Literal
@@ -199,14 +200,14 @@ def crash_in_json_dumps(monkeypatch):
 
 
 def crash_renaming_in(monkeypatch):
-    rename = bundle_module.os.rename
+    rename = os.rename
 
     def crashing(src, dst):
         if Path(src).name.endswith(".tmp"):
             raise OSError("disk full")
         rename(src, dst)
 
-    monkeypatch.setattr(bundle_module.os, "rename", crashing)
+    monkeypatch.setattr(os, "rename", crashing)
 
 
 @pytest.mark.parametrize("crash", [crash_in_save_file, crash_in_json_dumps, crash_renaming_in])

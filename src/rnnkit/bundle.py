@@ -17,8 +17,6 @@ fills a hidden sibling directory, then renames it into place: ``path`` never hol
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -35,6 +33,7 @@ from torch import nn
 
 from rnnkit.config import Config, read_yaml
 from rnnkit.errors import ConfigError, DataError
+from rnnkit.files import fsync, replace_directory
 from rnnkit.models import build_model, model_config
 from rnnkit.version import __version__
 
@@ -75,8 +74,8 @@ def save_bundle(
             (new / name).write_text(text)
         safetensors.torch.save_file(_cpu_state(model), new / WEIGHTS)
         for file in [*new.iterdir(), new]:
-            _fsync(file)
-        _replace(new, path)
+            fsync(file)
+        replace_directory(new, path)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
@@ -157,32 +156,6 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
         tensors[key] = tensor.clone() if storage in seen else tensor  # tied weights, views of one buffer
         seen.add(storage)
     return tensors
-
-
-def _replace(new: Path, path: Path) -> None:
-    """Rename ``new`` to ``path``; an existing bundle is moved aside first and deleted last."""
-    old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
-    had_old = path.exists()
-    if had_old:
-        os.rename(path, old)
-    try:
-        os.rename(new, path)
-    except BaseException:
-        if had_old:
-            os.rename(old, path)
-        raise
-    _fsync(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    if os.name == "nt" and path.is_dir():  # Windows cannot open a directory to flush it
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_info(path: Path) -> dict[str, Any]:

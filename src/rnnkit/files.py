@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +66,33 @@ def locked(directory: str | Path, blocking: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replace_directory(new: str | Path, path: str | Path) -> None:
+    """Rename the directory ``new`` to ``path`` (on the same file system) so that ``path`` is never
+    half written: an existing ``path`` is moved aside first, put back if the rename fails, and
+    deleted last."""
+    new, path = Path(new), Path(path)
+    old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+    had_old = path.exists()
+    if had_old:
+        os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        if had_old:
+            os.rename(old, path)
+        raise
+    fsync(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync(path: str | Path) -> None:
+    """Flush a file, or a directory's entries, to the disk."""
+    if os.name == "nt" and Path(path).is_dir():  # Windows cannot open a directory to flush it
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

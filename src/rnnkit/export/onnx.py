@@ -19,8 +19,6 @@ directory is filled as a hidden sibling and renamed into place, so it never hold
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import tempfile
 import warnings
@@ -36,6 +34,7 @@ from torch import Tensor, nn
 from rnnkit.errors import RnnkitError
 from rnnkit.export.signatures import DYNAMIC, Graph, graphs_of
 from rnnkit.export.tracing import exportable
+from rnnkit.files import replace_directory
 from rnnkit.version import __version__
 
 CHECK_SIZE = (4, 9)  # (B, T) checked at; traced at other sizes (_trace_size)
@@ -100,7 +99,7 @@ def export_onnx(bundle: Any, out_dir: str | Path, opset: int | None = None, seed
             checks.append(_check(model, graph, file, seed + 1))
             described[graph.name] = _describe(graph, sizes, checks[-1])
         _write_metadata(new, bundle, described)
-        _replace(new, out_dir)
+        replace_directory(new, out_dir)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
@@ -247,18 +246,3 @@ def _write_metadata(new: Path, bundle: Any, graphs: dict[str, Any]) -> None:
     (new / METADATA).write_text(json.dumps(metadata, indent=2))
     (new / "preprocessing.json").write_text(json.dumps(bundle.preprocessing or {}, indent=2))
     (new / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def _replace(new: Path, path: Path) -> None:
-    """Rename ``new`` to ``path``; an existing export is moved aside first and deleted last."""
-    old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
-    had_old = path.exists()
-    if had_old:
-        os.rename(path, old)
-    try:
-        os.rename(new, path)
-    except BaseException:
-        if had_old:
-            os.rename(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
