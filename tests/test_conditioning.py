@@ -271,3 +271,33 @@ def test_the_predictor_generates_from_a_class_condition(tmp_path):
         predictor.generate("the", 5, condition="a")
     with pytest.raises(DataError, match=r"class ids must lie in \[0, 3\)"):
         predictor.generate("the", 5, condition=7)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"num_conditions": 3},
+        {"num_conditions": 3, "condition_inputs": True},
+        {"cell": "gru", "num_layers": 1},
+    ],
+)
+def test_a_session_read_through_the_streamers_equals_one_read_by_the_model(tmp_path, options):
+    codec = TextCodec.fit(["the cat sat on the mat."], level="char")
+    model = make(vocab_size=len(codec.vocab), **options)
+    config = {"task": "language_model", "data": {"path": "corpus.txt"}, "model": model.config.model_dump()}
+    save_bundle(tmp_path / "lm", model, config, {"codec": codec.state_dict()})
+    predictor = rnnkit.load(tmp_path / "lm")
+    condition = 2 if "num_conditions" in options else None
+    stepped, forwarded = predictor.session(condition=condition), predictor.session(condition=condition)
+    forwarded.STEP_TOKENS = 0  # every piece through the model's forward pass
+    assert stepped.streamers is not None
+    pieces = ("the c", "at s", "at on the mat. " * 3, "the")  # the long one goes through the model
+    for piece in pieces:
+        a, b = stepped.feed(piece, top=4), forwarded.feed(piece, top=4)
+        assert [n["token"] for n in a["next"]] == [n["token"] for n in b["next"]]
+        for x, y in zip(a["next"], b["next"], strict=True):
+            assert x["probability"] == pytest.approx(y["probability"], abs=1e-5)
+    whole = predictor.session(condition=condition).feed("".join(pieces), top=4)
+    assert whole["tokens_read"] == a["tokens_read"]
+    assert [n["token"] for n in whole["next"]] == [n["token"] for n in a["next"]]

@@ -23,6 +23,8 @@ import torch
 from rnnkit.data.vocab import TextCodec
 from rnnkit.decoding import generate_text, stream
 from rnnkit.errors import ConfigError, DataError, ShapeError, warn_user
+from rnnkit.layers.recurrent import stack_states
+from rnnkit.models.conditioning import ConditionedState
 from rnnkit.tasks import Predictor
 
 
@@ -150,27 +152,43 @@ class TextSession:
         session = predictor.session()
         session.feed("And God", top=3)   # {"tokens_read": 7, "next": [{"token": " ", ...}, ...]}
         session.feed(" said")
+
+    A short piece (up to ``STEP_TOKENS`` tokens) is read token by token through one
+    :class:`~rnnkit.Streamer` per layer (the native step: weights packed once, nothing allocated);
+    a longer one in one forward pass of the model. The two hand the state to each other, so the
+    answers are the same either way (tested).
     """
+
+    STEP_TOKENS = 32
 
     def __init__(self, predictor: LanguageModelPredictor, condition: torch.Tensor | None) -> None:
         self.predictor, self.condition = predictor, condition
-        self.state: Any = None
+        self.model = predictor.model
+        self.state: Any = None  # the model's state, when the last piece went through the model
+        self.streamers = _streamers(self.model)  # None: the model's layers cannot be stepped
+        self.stepping = False  # whether the streamers hold the current state
         self.tokens_read = 0
 
     @torch.inference_mode()
     def feed(self, text: str, top: int = 5) -> dict[str, Any]:
         """Read ``text`` after everything fed before; the ``top`` likeliest next tokens."""
-        codec, model = self.predictor.codec, self.predictor.model
+        codec, model = self.predictor.codec, self.model
         ids = codec.encode(text)
         if not ids:
             raise DataError(f"{text!r} encodes to no tokens; feed some text")
         tokens = torch.tensor([ids], device=next(model.parameters()).device)
-        if self.state is None and self.condition is not None:
-            probs, self.state = model.predict(tokens, condition=self.condition.to(tokens.device))
+        if self.streamers is not None and len(ids) <= self.STEP_TOKENS:
+            logits = self._step(tokens[0])
         else:
-            probs, self.state = model.predict(tokens, self.state)
+            self._leave_streamers()
+            if self.state is None and self.condition is not None:
+                probs, self.state = model.predict(tokens, condition=self.condition.to(tokens.device))
+            else:
+                probs, self.state = model.predict(tokens, self.state)
+            logits = probs[0, -1].log()
         self.tokens_read += len(ids)
-        values, indices = probs[0, -1].topk(min(top, probs.shape[-1]))
+        probs = torch.softmax(logits.float(), -1)
+        values, indices = probs.topk(min(top, probs.shape[-1]))
         return {
             "tokens_read": self.tokens_read,
             "next": [
@@ -178,3 +196,54 @@ class TextSession:
                 for p, i in zip(values.tolist(), indices.tolist(), strict=True)
             ],
         }
+
+    def _step(self, ids: torch.Tensor) -> torch.Tensor:
+        """Each token through the streamers; the logits (V,) after the last."""
+        model, condition = self.model, None
+        if not self.stepping:
+            state = self.state
+            if state is None and self.condition is not None:
+                state = model.start(self.condition.to(ids.device))
+            if isinstance(state, ConditionedState):
+                state = state.layers
+            for i, streamer in enumerate(self.streamers):
+                streamer.reset(None if state is None else type(state)(*(f[i : i + 1] for f in state)))
+            self.stepping = True
+        if model.conditioning is not None and model.config.condition_inputs:
+            condition = self._condition_now()
+        for token in ids.tolist():
+            x = model.embedding.weight[token][None]  # (1, E)
+            if condition is not None:
+                x = model.conditioning.inputs(x[:, None], condition)[:, 0]  # (1, 2E)
+            for streamer in self.streamers:
+                x = streamer.step(x)  # (1, H)
+        if model.projection is not None:
+            x = model.projection(x)
+        return model.decoder(x)[0]  # (V,)
+
+    def _condition_now(self) -> torch.Tensor:
+        """The condition (1, 1, C) as the model's state carries it."""
+        if isinstance(self.state, ConditionedState):
+            return self.state.condition
+        return self.model.start(self.condition).condition
+
+    def _leave_streamers(self) -> None:
+        """Hand the streamers' state back to the model's state before a forward pass."""
+        if not self.stepping:
+            return
+        layers = stack_states([streamer.state for streamer in self.streamers])
+        if self.model.conditioning is not None:
+            layers = ConditionedState(layers, self._condition_now())
+        self.state, self.stepping = layers, False
+
+
+def _streamers(model) -> list | None:
+    """One Streamer per layer of the language model, or None where a layer is not an rnnkit RNN,
+    LSTM or GRU (the minimal cells) or its weights are on another device than the CPU."""
+    from rnnkit.layers import GRU, LSTM, RNN, Streamer
+
+    if not all(isinstance(layer, RNN | LSTM | GRU) for layer in model.layers):
+        return None
+    if next(model.parameters()).device.type != "cpu":
+        return None
+    return [Streamer(layer) for layer in model.layers]
