@@ -291,3 +291,16 @@ def test_the_background_writer_keeps_each_files_latest_save_and_reports_a_failur
     assert ckpt.load(path)["value"].item() == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.prev.pt", "last.pt"]
     writer.wait()  # a failure is reported once
+
+
+def test_a_writer_whose_thread_a_ctrl_c_kept_from_starting_writes_its_saves_itself(tmp_path, monkeypatch):
+    """Ctrl-C can land inside ``Thread.start``: the thread is then set but never runs. wait() must
+    neither raise "cannot join thread before it is started" nor lose the save."""
+    started = []
+    monkeypatch.setattr(ckpt.threading.Thread, "start", lambda thread: started.append(thread))
+    writer = ckpt.Writer()
+    writer.save({"value": torch.tensor([3.0])}, tmp_path / "last.pt")
+    assert started and not tmp_path.joinpath("last.pt").exists()  # the thread never ran
+    writer.wait()
+    assert ckpt.load(tmp_path / "last.pt")["value"].item() == 3
+    assert writer._thread is None

@@ -30,6 +30,7 @@ import io
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Collection
 from pathlib import Path
@@ -107,7 +108,7 @@ class Writer:
     def wait(self, raise_failure: bool = True) -> None:
         thread = self._thread
         if thread is not None:
-            thread.join()
+            _join(thread, self._drain)
         if raise_failure:
             self._raise_failure()
 
@@ -129,6 +130,22 @@ class Writer:
             raise TrainingError(
                 f"a checkpoint could not be written ({error}); the one before it is kept whole"
             ) from error
+
+
+def _join(thread: threading.Thread, drain) -> None:
+    """Wait for ``thread``. A Ctrl-C that lands while ``Thread.start`` waits for the new thread
+    leaves one that is about to run (join then works a moment later) or, caught before the thread
+    was made, one that never will: after a second, ``drain`` writes what is pending here instead."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            thread.join()
+            return
+        except RuntimeError:  # "cannot join thread before it is started"
+            if time.monotonic() > deadline:
+                drain()
+                return
+            time.sleep(0.01)
 
 
 def _keep(path: Path, previous: Path) -> None:
