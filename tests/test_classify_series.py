@@ -107,3 +107,24 @@ def test_a_trained_bundle_labels_arrays_and_unlabelled_files(tmp_path, capsys):
     assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["down", "up"]
     with pytest.raises(ShapeError, match=r"recording 0 has shape \(15, 3\); this model reads \(T >= 1, 2\)"):
         predictor.predict(np.zeros((15, 3)))
+
+
+def test_a_live_recording_read_as_it_arrives_is_labelled_as_the_whole_one(tmp_path):
+    import rnnkit
+
+    config = run_config(tmp_path)
+    model = {"hidden_size": 8, "pooling": "mean"}  # forward only, no front end, no chunks: it can read on
+    train = {"epochs": 20, "batch_size": 6, "optimizer": {"lr": 0.01}}
+    live_config = write_run_config(tmp_path, "classify_series", config.data.model_dump(), model, train)
+    train_run(live_config, log=lambda _: None)
+    predictor = rnnkit.load(tmp_path / "run" / "bundle")
+    recording = ramp(15, True)
+    session = predictor.session()
+    session.feed(recording[:6])
+    live = session.feed(recording[6:])
+    whole = predictor.predict(recording)
+    assert live["label"] == whole["label"] and live["steps_read"] == 15
+    for name, p in whole["probabilities"].items():
+        assert live["probabilities"][name] == pytest.approx(p, abs=1e-5)
+    with pytest.raises(ShapeError, match=r"recording 0 has shape \(4, 3\)"):
+        session.feed(np.zeros((4, 3)))

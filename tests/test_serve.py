@@ -197,6 +197,8 @@ def test_a_session_fed_in_pieces_answers_as_one_read_of_the_whole(language_model
     assert client.post(f"/v1/sessions/{whole}/steps", json={"text": "a"}).status_code == 404
     assert client.delete(f"/v1/sessions/{whole}").status_code == 404
     assert client.post("/v1/sessions/nope/steps", json={"text": "a"}).status_code == 404
+    neither = client.post(f"/v1/sessions/{pieces}/steps", json={})
+    assert neither.status_code == 422 and "give text" in neither.json()["detail"]
     time.sleep(1.6)  # session_ttl_s=1.5: the idle session expires
     expired = client.post(f"/v1/sessions/{pieces}/steps", json={"text": "a"})
     assert expired.status_code == 404 and "expired" in expired.json()["detail"]

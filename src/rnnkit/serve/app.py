@@ -10,8 +10,8 @@
     POST   /v1/generate              {"prompt": "...", "max_tokens": 50, ...}; "stream": true sends
                                      each piece as a server-sent event as it is drawn
     POST   /v1/sessions              a stream of text read piece by piece, the state kept by the server
-    POST   /v1/sessions/{id}/steps   {"text": "..."}: a language model's likeliest next tokens, a
-                                     classifier's label of the text so far
+    POST   /v1/sessions/{id}/steps   {"text": "..."} or {"inputs": [[...], ...]}: a language model's
+                                     likeliest next tokens, a classifier's label of what it read so far
     DELETE /v1/sessions/{id}
     GET    /openapi.json, /docs      the schema FastAPI writes from the request models
 
@@ -100,7 +100,8 @@ class SessionRequest(_Request):
 
 
 class StepRequest(_Request):
-    text: str = Field(description="the tokens to read next")
+    text: str | None = Field(None, description="the text (or items) to read next")
+    inputs: list[list[float]] | None = Field(None, description="or the steps (rows of numbers) to read next")
     top: int = Field(5, gt=0, le=100, description="how many of the likeliest next tokens to return")
 
 
@@ -228,8 +229,10 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
     @app.post("/v1/sessions/{session_id}/steps")
     async def step(session_id: str, body: StepRequest) -> dict:
         session = sessions.get(session_id)
-        _text(body.text, "text", limits)
-        return await runner.run(lambda: session.feed(body.text, top=body.top))
+        if (body.text is None) == (body.inputs is None):
+            raise RequestError(422, "give text (texts, items) or inputs (rows of numbers), one of them")
+        value = _text(body.text, "text", limits) if body.inputs is None else _input(body.inputs, 0, limits)
+        return await runner.run(lambda: session.feed(value, top=body.top))
 
     @app.delete("/v1/sessions/{session_id}", status_code=204)
     def close_session(session_id: str):
