@@ -205,6 +205,14 @@ def test_the_task_learns_a_pattern_beats_its_baselines_and_composes(tmp_path, ca
     with pytest.raises(DataError, match=r"the piece must be \(T, 88\)"):
         composer.score(np.zeros((4, 12)))
 
+    session = composer.session()
+    session.feed(piece[:3])
+    followed = session.feed(piece[3:])
+    assert followed["steps_read"] == 8 and followed["nll"] == pytest.approx(
+        composer.score(piece)["nll"], rel=1e-5
+    )
+    assert all(21 <= p <= 108 for p in followed["likeliest_next"])
+
     assert main(["generate", str(run / "bundle"), "--output", str(tmp_path / "new.mid"), "--seed", "0",
                  "--max-tokens", "12"]) == 0  # fmt: skip
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'new.mid'}: 12 steps")

@@ -126,7 +126,7 @@ class PianoRollModel(nn.Module):
         frames = nll.numel() if lengths is None else int(torch.as_tensor(lengths).sum())
         return nll.sum() / frames, state
 
-    def _draw(self, features: Tensor, greedy: bool, temperature: float = 1.0, generator=None) -> Tensor:
+    def draw(self, features: Tensor, greedy: bool, temperature: float = 1.0, generator=None) -> Tensor:
         """One frame (N, K) bool after each row of ``features`` (N, H): drawn, or (``greedy``) each
         key on when its probability is above one half (under nade, key by key from the lowest)."""
         if self.config.output == "independent":
@@ -148,7 +148,7 @@ class PianoRollModel(nn.Module):
         with _evaluating(self):
             features, _ = self(inputs, lengths=lengths)
             B, T, H = features.shape
-            return self._draw(features.reshape(B * T, H), greedy=True).reshape(B, T, -1)
+            return self.draw(features.reshape(B * T, H), greedy=True).reshape(B, T, -1)
 
     @torch.no_grad()
     def predict(self, frames: Tensor, state=None, lengths=None) -> tuple[Tensor, NamedTuple]:
@@ -185,7 +185,7 @@ class PianoRollModel(nn.Module):
         with _evaluating(self):
             features, state = self(frames)
             for _ in range(steps):
-                frame = self._draw(features[:, -1], greedy, temperature, generator)  # (B, K)
+                frame = self.draw(features[:, -1], greedy, temperature, generator)  # (B, K)
                 out.append(frame)
                 features, state = self(frame[:, None].float(), state)
         return torch.stack(out, 1)  # (B, steps, K)

@@ -5,6 +5,8 @@ roll = composer.compose(steps=64, seed=0)                     # (64, 88) bool: k
 composer.write_midi(roll, "new_chorale.mid")
 roll = composer.compose(steps=32, primer="opening.mid")       # continue a piece (primer not included)
 composer.score("chorale.mid")                                  # NLL per step, nats: lower is likelier
+session = composer.session()                                   # a performance followed as it is played
+session.feed(first_steps)                                      # (T, 88) -> NLL so far, next frame
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from rnnkit.tasks.music import PieceDataset, judge_model, sample
 class MusicPredictor(Predictor):
     """A trained piano-roll model: ``compose``, ``write_midi``, ``score``; ``generate`` writes MIDI."""
 
-    verbs = (*Predictor.verbs, "compose", "write_midi", "score", "generate")
+    verbs = (*Predictor.verbs, "compose", "write_midi", "score", "generate", "session")
+
+    def session(self, condition: Any = None) -> MusicSession:
+        """A piece followed step by step as it is played, the state carried (nothing read twice)."""
+        if condition is not None:
+            raise ConfigError("a music model takes no condition")
+        return MusicSession(self)
 
     @property
     def steps_per_quarter(self) -> int:
@@ -91,3 +99,38 @@ class MusicPredictor(Predictor):
         )
         path = self.write_midi(roll, output)
         return f"wrote {path}: {len(roll)} steps, {count_notes(roll)} notes"
+
+
+class MusicSession:
+    """Steps of a piece fed as they are played, (T, 88) 0/1 each time, read once with the state
+    carried. After each feed: the negative log-likelihood per step of everything fed so far (as
+    ``score`` gives for the whole) and the model's likeliest next frame, as MIDI pitches."""
+
+    def __init__(self, predictor: MusicPredictor) -> None:
+        self.model = predictor.model
+        self.state = None
+        self.last = torch.zeros(1, 1, self.model.config.num_keys)  # the silent frame before a piece
+        self.nll, self.steps_read = 0.0, 0
+
+    @torch.no_grad()
+    def feed(self, steps: np.ndarray, top: int | None = None) -> dict[str, Any]:
+        """Read ``steps`` (T, 88) after everything fed before (``top`` is ignored)."""
+        roll = check_roll(np.asarray(steps), "the steps")
+        if not len(roll):
+            raise DataError("the steps are empty: feed at least one (1, 88) frame")
+        device = next(self.model.parameters()).device
+        frames = torch.from_numpy(roll.astype(np.float32))[None].to(device)  # (1, T, K)
+        inputs = torch.cat([self.last.to(device), frames[:, :-1]], 1)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            nll, self.state = self.model.frame_nll(inputs, frames, state=self.state)
+            features, _ = self.model(frames[:, -1:], self.state)  # after the last step, not kept
+            guess = self.model.draw(features[:, -1], greedy=True)[0]
+        finally:
+            self.model.train(was_training)
+        self.last = frames[:, -1:]
+        self.nll += float(nll.sum())
+        self.steps_read += len(roll)
+        pitches = (torch.nonzero(guess).flatten() + 21).tolist()
+        return {"steps_read": self.steps_read, "nll": self.nll / self.steps_read, "likeliest_next": pitches}
