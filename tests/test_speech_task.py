@@ -4,6 +4,7 @@ error rates by greedy and beam decoding beside 1-NN DTW, and ``transcribe``."""
 
 import numpy as np
 import pytest
+import torch
 from helpers import write_run_config
 
 import rnnkit
@@ -85,3 +86,29 @@ def test_recordings_are_transcribed_and_scored_beside_the_nearest_neighbour(tmp_
 def test_a_config_that_cannot_work_is_refused(tmp_path, data, message):
     with pytest.raises(ConfigError, match=message):
         run(tmp_path, **data)
+
+
+def test_a_unidirectional_model_transcribes_frames_as_they_arrive(tmp_path):
+    config = run(tmp_path, connected=True)
+    model = {"hidden_size": 16, "bidirectional": False}
+    data = config.data.model_dump()
+    train = {"epochs": 60, "batch_size": 8, "optimizer": {"lr": 0.01}}
+    train_run(write_run_config(tmp_path, "speech", data, model, train), log=lambda _: None)
+    recogniser = rnnkit.load(tmp_path / "run" / "bundle")
+    rng = np.random.default_rng(5)
+    spoken = np.concatenate([recording(2, rng, 6), recording(0, rng, 6), recording(1, rng, 6)])
+    session = recogniser.session()
+    for start in range(0, len(spoken), 5):  # five frames at a time
+        live = session.feed(spoken[start : start + 5])
+    assert live["frames_read"] == len(spoken)
+    assert live["transcript"] == recogniser.transcribe(spoken)  # greedy, read whole
+    with pytest.raises(ShapeError, match=r"frames have shape \(3, 2\)"):
+        session.feed(np.zeros((3, 2)))
+
+
+def test_a_bidirectional_model_says_why_it_cannot_follow_frames_live(tmp_path):
+    from rnnkit.models import build_model
+
+    model = build_model({"name": "ctc", "input_size": 4, "num_labels": 3, "hidden_size": 4})
+    with pytest.raises(ConfigError, match="bidirectional: it reads each utterance from its end too"):
+        model.read_on(torch.zeros(1, 2, 4))

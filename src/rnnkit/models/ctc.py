@@ -89,6 +89,25 @@ class CTCModel(nn.Module):
         return loss, None
 
     @torch.no_grad()
+    def read_on(self, inputs: Tensor, state=None) -> tuple[Tensor, object]:
+        """Per-frame log-probabilities (B, T, 1 + num_labels) of ``inputs`` read after the frames
+        that left ``state`` (None: the start), and the state after them, in eval mode: frames
+        arriving live, each read once. A bidirectional model reads backwards too and cannot."""
+        if self.config.bidirectional:
+            raise ConfigError(
+                "this CTC model is bidirectional: it reads each utterance from its end too, so it cannot "
+                "read frames as they arrive; train one with bidirectional: false for that"
+            )
+        check_features(inputs, self.config.input_size)
+        was_training = self.training
+        self.eval()
+        try:
+            encoded = self.encoder(inputs, state)
+            return torch.log_softmax(self.output(encoded.outputs), -1), encoded.state
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
     def predict(self, inputs: Tensor, lengths=None) -> Tensor:
         """Per-frame log-probabilities (B, T, 1 + num_labels) in eval mode (mode restored)."""
         was_training = self.training
