@@ -148,14 +148,9 @@ def generate(
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ConfigError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
     tokens = to_model_device(model, check_prompt(prompt))  # (B, T)
-    B, device = tokens.shape[0], tokens.device
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()  # a fresh seed from the OS, not from the global RNG
-    else:
-        generator.manual_seed(seed)
-    options = dict(
-        temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator, banned=banned
+    B = tokens.shape[0]
+    options = _sampling(
+        tokens.device, seed, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, banned=banned
     )
     was_training = model.training
     model.eval()
@@ -228,6 +223,17 @@ def generate_text(
     return codec.decode(new)
 
 
+def _sampling(device: torch.device, seed: int | None, **options) -> dict[str, Any]:
+    """``sample_next``'s options with a local generator on ``device``, seeded with ``seed`` (None:
+    a fresh seed from the OS, never the global RNG)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return {**options, "generator": generator}
+
+
 def _decode(model, tokens: Tensor, max_tokens: int, eos_id: int | None, state: Any, options: dict):
     """The loop: one forward over the prompt, then one per new token; returns ((B, N), state)."""
     out = tokens.new_full((tokens.shape[0], max_tokens), 0 if eos_id is None else eos_id)  # (B, N)
@@ -280,13 +286,8 @@ def stream(
     tokens = to_model_device(model, check_prompt(prompt))  # (1, T)
     if tokens.shape[0] != 1:
         raise ShapeError(f"stream continues one prompt (T,), got a batch of {tokens.shape[0]}")
-    generator = torch.Generator(device=tokens.device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    options = dict(
-        temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator, banned=banned
+    options = _sampling(
+        tokens.device, seed, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, banned=banned
     )
     was_training = model.training
     model.eval()
