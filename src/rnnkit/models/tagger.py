@@ -21,7 +21,7 @@ F = char_filters.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +114,13 @@ class CharCNN(nn.Module):
         return features.amax(2).reshape(B, T, -1)  # (B, T, F)
 
 
+class TaggedSoFar(NamedTuple):
+    """What :meth:`SequenceTagger.read_on` carries: the encoder's state and the emissions so far."""
+
+    state: NamedTuple
+    emissions: Tensor
+
+
 @register_model("tagger", TaggerConfig)
 class SequenceTagger(nn.Module):
     """Token ids -> tag scores per step: embedding (+ character CNN), recurrent encoder, linear head,
@@ -181,6 +188,39 @@ class SequenceTagger(nn.Module):
                 emissions.reshape(B * T, C), targets.reshape(-1), ignore_index=IGNORE
             ), None
         return -self.crf.log_likelihood(emissions, targets, mask).sum() / mask.sum(), None
+
+    @torch.no_grad()
+    def read_on(self, tokens: Tensor, read: TaggedSoFar | None = None) -> tuple[list[int], TaggedSoFar]:
+        """Read one sentence's next ``tokens`` (1, T) (or (1, T, 1 + W) with characters) after those
+        in ``read`` (None: the start), the recurrence carrying its state, never reading a token twice:
+        the tag ids of every token so far (each step's best, or the CRF's best path over all the
+        emissions so far, which later tokens may change), as ``predict`` gives for them whole."""
+        if self.config.bidirectional:
+            raise ConfigError(
+                "this tagger reads backwards too (bidirectional), so it cannot tag tokens as they arrive: "
+                "it reads each sentence whole"
+            )
+        words, chars = self._split(tokens)
+        check_tokens(words, self.config.vocab_size)
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.embedding(words)  # (1, T, E)
+            if self.chars is not None:
+                x = torch.cat([x, self.chars(chars)], -1)
+            encoded = self.encoder(x, None if read is None else read.state)
+            emissions = self.head(encoded.outputs)  # (1, T, C)
+        finally:
+            self.train(was_training)
+        if read is not None:
+            emissions = torch.cat([read.emissions, emissions], 1)
+        if self.crf is not None:
+            tags = self.crf.viterbi(
+                emissions, torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+            )[0]
+        else:
+            tags = emissions[0].argmax(-1).tolist()
+        return tags, TaggedSoFar(encoded.state, emissions)
 
     @torch.no_grad()
     def predict(self, tokens: Tensor, lengths=None) -> list[list[int]]:

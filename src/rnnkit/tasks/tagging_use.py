@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from rnnkit.data.conll import TagCodec, TaggedSentences
@@ -59,7 +61,15 @@ def tag_sentences(model, sentences: Sequence[Sentence], preprocessing) -> list[l
 class TaggingPredictor(Predictor):
     """A trained tagger: ``predict`` tags sentences."""
 
-    verbs = (*Predictor.verbs, "predict")
+    verbs = (*Predictor.verbs, "predict", "session")
+
+    def session(self, condition: Any = None) -> TaggingSession:
+        """A sentence tagged as its tokens arrive, the state carried (forward-only taggers)."""
+        if condition is not None:
+            raise ConfigError("a tagger takes no condition")
+        if self.model.config.bidirectional:
+            self.model.read_on(torch.zeros(1, 1, dtype=torch.long))  # raises the ConfigError that says why
+        return TaggingSession(self)
 
     def predict(
         self, inputs: str | Sequence[Sentence] | Path, **options
@@ -94,3 +104,26 @@ class TaggingPredictor(Predictor):
         if not sentences:
             raise DataError(f"{path} holds no sentence")
         return sentences
+
+
+class TaggingSession:
+    """One sentence's tokens fed as they arrive (a string of space-separated tokens each time), each
+    read once with the state carried; after each feed, the (token, tag) pairs of the sentence so far,
+    as ``predict`` tags them whole (a CRF's best path may change earlier tags as tokens arrive)."""
+
+    def __init__(self, predictor: TaggingPredictor) -> None:
+        self.model = predictor.model
+        self.codec = TagCodec.from_state(predictor.preprocessing["codec"])
+        self.read: Any = None
+        self.tokens: list[str] = []
+
+    def feed(self, text: str, top: int | None = None) -> dict[str, Any]:
+        """Tag ``text``'s tokens after those fed before (``top`` is ignored)."""
+        (tokens,) = _tokens([text])
+        ids = torch.as_tensor(np.asarray(self.codec.encode(tokens)))[None]  # (1, T) or (1, T, 1 + W)
+        tags, self.read = self.model.read_on(ids.to(next(self.model.parameters()).device), self.read)
+        self.tokens += tokens
+        return {
+            "tokens_read": len(self.tokens),
+            "tagged": [(token, self.codec.tags[i]) for token, i in zip(self.tokens, tags, strict=True)],
+        }
