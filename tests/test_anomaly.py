@@ -13,6 +13,7 @@ from rnnkit.anomaly import (
     normalise,
     quantile_threshold,
     robust_scale,
+    smooth,
 )
 from rnnkit.errors import DataError
 
@@ -74,3 +75,23 @@ def test_bad_inputs_are_named():
         quantile_threshold(np.ones(3), 1.5)
     with pytest.raises(DataError, match="needs validation data with labelled anomalies"):
         best_f1_threshold(np.ones(5), np.zeros(5))
+
+
+def test_smoothing_is_a_centred_moving_mean_with_no_score_where_the_span_is_not_whole():
+    scores = np.array([2.0, 3.0, 1.0, 0.0, 9.0, 0.0, np.nan, 4.0])
+    # each step's mean over itself and one step either side; none where a neighbour is missing
+    expected = [np.nan, 2.0, 4 / 3, 10 / 3, 3.0, np.nan, np.nan, np.nan]
+    np.testing.assert_allclose(smooth(scores, 3), expected)
+    # an even span reaches one step further back than forward: steps i - 2 .. i + 1
+    np.testing.assert_allclose(
+        smooth(scores, 4), [np.nan, np.nan, 1.5, 13 / 4, 10 / 4, np.nan, np.nan, np.nan]
+    )
+    np.testing.assert_array_equal(smooth(scores, 0), scores)
+    np.testing.assert_array_equal(smooth(scores, 1), scores)
+    assert np.isnan(smooth(scores, 9)).all()
+    # a spike of one step falls below a stretch of steps half its height
+    spike, stretch = np.zeros(40), np.zeros(40)
+    spike[20], stretch[15:25] = 10.0, 5.0
+    assert np.nanmax(smooth(spike, 10)) < np.nanmax(smooth(stretch, 10))
+    with pytest.raises(DataError, match="steps >= 0"):
+        smooth(scores, -1)

@@ -10,6 +10,7 @@ import pytest
 from helpers import write_run_config
 
 import rnnkit
+from rnnkit.anomaly import smooth
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.run import load_run_config, train_run
 
@@ -56,6 +57,17 @@ def test_an_injected_anomaly_is_found_and_the_table_sets_it_beside_the_baselines
     assert np.isnan(frame["score"][0]) == (score == "forecast")  # a forecast needs a window before it
     assert frame["flag"][START:END].mean() > 0.5 and frame["flag"][: START - 100].mean() < 0.02
     assert any(START <= e["start"] < END for e in detector.predict(str(signal(tmp_path))))
+
+
+def test_smoothed_scores_are_kept_in_the_bundle_and_detect_smooths_alike(tmp_path):
+    metrics = train_run(run(tmp_path, smooth=15), log=lambda line: None)
+    assert metrics["decision"]["smooth"] == 15 and metrics["model"]["event"]["recall"] == 1.0
+    frame = rnnkit.load(tmp_path / "run" / "bundle").detect(signal(tmp_path))
+    raw = rnnkit.load(tmp_path / "run" / "bundle")
+    raw.preprocessing["decision"]["smooth"] = 0
+    unsmoothed = raw.detect(signal(tmp_path))["score"].to_numpy()  # in IQRs: a linear map of the raw
+    np.testing.assert_allclose(frame["score"].to_numpy(), smooth(unsmoothed, 15), rtol=1e-6, atol=1e-6)
+    assert frame["flag"][START:END].mean() > 0.5 and frame["flag"][: START - 100].mean() < 0.02
 
 
 def test_thresholds_by_best_f1_need_labels_in_the_validation_part(tmp_path):

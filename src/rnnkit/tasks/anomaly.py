@@ -46,6 +46,7 @@ from rnnkit.anomaly import (
     normalise,
     quantile_threshold,
     robust_scale,
+    smooth,
 )
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, scaler_from_state
@@ -78,6 +79,9 @@ class AnomalyDataConfig(Config):
     quantile: float = Field(0.995, gt=0, lt=1)
     iqr_k: float = Field(3.0, gt=0)
     merge_gap: int = Field(0, ge=0, description="flagged runs closer than this many steps become one event")
+    smooth: int = Field(
+        0, ge=0, description="scores averaged over this many steps around each (0: off), the baselines' too"
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> AnomalyDataConfig:
@@ -205,6 +209,12 @@ def model_scores(model: torch.nn.Module, values: np.ndarray, window: int, score:
     return out
 
 
+def detector_scores(model: torch.nn.Module, values: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+    """A trained detector's scores of ``values`` (N, C), smoothed as its decision says."""
+    raw = model_scores(model, values, preprocessing["window"], preprocessing["score"])
+    return smooth(raw, preprocessing["decision"].get("smooth", 0))
+
+
 def zscore_scores(values: np.ndarray) -> np.ndarray:
     """The largest |z| over channels: ``values`` are already scaled by the training part's statistics."""
     return np.abs(values).max(-1).astype(np.float64)
@@ -248,7 +258,13 @@ def decide(scores: np.ndarray, prepared: AnomalyPrepared, config: dict[str, Any]
                 f"{b - 1}), which has none: use quantile or iqr, or change data.train and data.validation"
             )
         threshold = best_f1_threshold(z, labels)
-    return {"median": scale[0], "iqr": scale[1], "threshold": threshold, "merge_gap": config["merge_gap"]}
+    return {
+        "median": scale[0],
+        "iqr": scale[1],
+        "threshold": threshold,
+        "merge_gap": config["merge_gap"],
+        "smooth": config.get("smooth", 0),
+    }
 
 
 def flag(scores: np.ndarray, decision: dict[str, Any]) -> np.ndarray:
@@ -262,7 +278,8 @@ def evaluate(model: torch.nn.Module, prepared: AnomalyPrepared) -> dict[str, Any
     a, b, n = prepared.bounds
     fitting = "decision" not in pre  # a training run: fit the decision on the validation part
     window, values = pre["window"], prepared.values
-    scores = {"model": model_scores(model, values, window, pre["score"])}
+    steps = pre["thresholds"]["smooth"] if fitting else pre["decision"].get("smooth", 0)
+    scores = {"model": smooth(model_scores(model, values, window, pre["score"]), steps)}
     prepared.scores = scores["model"]
     if fitting:
         pre["decision"] = decide(scores["model"], prepared, pre["thresholds"])
@@ -279,9 +296,9 @@ def evaluate(model: torch.nn.Module, prepared: AnomalyPrepared) -> dict[str, Any
         return results
     results["events"] = len(events(labels[b:]))
     if fitting:
-        scores["zscore"] = zscore_scores(values)
+        scores["zscore"] = smooth(zscore_scores(values), steps)
         try:
-            scores["isolation_forest"] = isolation_forest_scores(values, a, window)
+            scores["isolation_forest"] = smooth(isolation_forest_scores(values, a, window), steps)
         except DataError as error:
             results["skipped"]["isolation_forest"] = str(error)
     for who, s in scores.items():
@@ -324,7 +341,8 @@ class AnomalyTask(Task[AnomalyDataConfig, AnomalyPrepared]):
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> AnomalyPrepared:
         prepared = prepare(config, preprocessing, path, batch_size)
         prepared.preprocessing.setdefault(
-            "thresholds", {k: getattr(config, k) for k in ("threshold", "quantile", "iqr_k", "merge_gap")}
+            "thresholds",
+            {k: getattr(config, k) for k in ("threshold", "quantile", "iqr_k", "merge_gap", "smooth")},
         )
         return prepared
 
@@ -352,7 +370,7 @@ class AnomalyTask(Task[AnomalyDataConfig, AnomalyPrepared]):
         pre, b = prepared.preprocessing, prepared.bounds[1]
         scores = prepared.scores
         if scores is None:
-            scores = model_scores(model, prepared.values, pre["window"], pre["score"])
+            scores = detector_scores(model, prepared.values, pre)
         flags = flag(scores, pre["decision"])
         z = normalise(scores, (pre["decision"]["median"], pre["decision"]["iqr"]))
         labelled = [] if prepared.labels is None else events(prepared.labels[b:])

@@ -5,7 +5,9 @@
     frame[["score", "flag"]]                           # score: IQRs of the clean part; flag: above threshold
 
 With the forecast score the first ``window`` steps have no score (NaN) and are not flagged: a
-forecast needs a window of history. With the reconstruction score every step has one.
+forecast needs a window of history. With the reconstruction score every step has one. A detector
+trained with ``data.smooth`` leaves the first and last ``smooth // 2`` steps unscored too: their
+span of steps runs past the data.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rnnkit.data import scaler_from_state
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
-from rnnkit.tasks.anomaly import flag, model_scores
+from rnnkit.tasks.anomaly import detector_scores, flag
 
 
 class AnomalyPredictor(Predictor):
@@ -44,7 +46,7 @@ class AnomalyPredictor(Predictor):
         if len(values) <= pre["window"]:
             raise DataError(f"{len(values)} rows are too few: the detector reads windows of {pre['window']}")
         scaled = scaler_from_state(pre["scaler"]).transform(values).astype(np.float32)
-        scores = model_scores(self.model, scaled, pre["window"], pre["score"])
+        scores = detector_scores(self.model, scaled, pre)
         decision = pre["decision"]
         out = frame.copy()
         out["score"] = normalise(scores, (decision["median"], decision["iqr"]))
