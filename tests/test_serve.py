@@ -253,6 +253,28 @@ def test_forecast_answers_rows_as_the_predictor_does(forecaster):
     assert unknown.status_code == 422 and unknown.json()["detail"]
 
 
+def test_a_forecaster_session_fed_rows_answers_as_a_forecast_of_all_of_them(forecaster):
+    server, history = forecaster
+    client = server.client
+    key = client.post("/v1/sessions").json()["id"]
+    first = client.post(f"/v1/sessions/{key}/steps", json={"rows": history[:7]})
+    assert first.status_code == 200 and first.json() == {"forecast": None}  # lookback 8: too few yet
+    for start in range(7, len(history), 7):
+        stepped = client.post(f"/v1/sessions/{key}/steps", json={"rows": history[start : start + 7]}).json()
+    once = client.post("/v1/forecast", json={"data": history}).json()["forecast"]
+    assert stepped["forecast"] == [pytest.approx(row, abs=1e-6) for row in once]
+    late = client.post(f"/v1/sessions/{key}/steps", json={"rows": history[:1]})
+    assert late.status_code == 422 and "not in time order" in late.json()["detail"]
+    nan = client.post(
+        f"/v1/sessions/{key}/steps",
+        content=json.dumps({"rows": [{"date": "2030-01-01", "value": float("nan")}]}),
+        headers={"content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and "rows[0].value is nan" in nan.json()["detail"]
+    both = client.post(f"/v1/sessions/{key}/steps", json={"rows": history[:1], "text": "a"})
+    assert both.status_code == 422 and "one of them" in both.json()["detail"]
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium, headless, driven by Selenium through Debian's chromedriver (make test

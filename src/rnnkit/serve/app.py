@@ -10,8 +10,10 @@
     POST   /v1/generate              {"prompt": "...", "max_tokens": 50, ...}; "stream": true sends
                                      each piece as a server-sent event as it is drawn
     POST   /v1/sessions              a stream of text read piece by piece, the state kept by the server
-    POST   /v1/sessions/{id}/steps   {"text": "..."} or {"inputs": [[...], ...]}: a language model's
-                                     likeliest next tokens, a classifier's label of what it read so far
+    POST   /v1/sessions/{id}/steps   {"text": "..."}, {"inputs": [[...], ...]} or {"rows": [{column:
+                                     value, ...}, ...]}: a language model's likeliest next tokens, a
+                                     classifier's label of what it read so far, a forecaster's
+                                     {"forecast": [...]} after the rows so far (null until a lookback)
     DELETE /v1/sessions/{id}
     GET    /openapi.json, /docs      the schema FastAPI writes from the request models
 
@@ -45,7 +47,7 @@ from rnnkit.serve.requests import (
     StepRequest,
     check_batch,
     check_input,
-    check_row,
+    check_rows,
     check_text,
     validation_message,
 )
@@ -128,11 +130,7 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
         offers("forecast")
         import pandas as pd
 
-        if not body.data or len(body.data) > limits.max_length:
-            raise RequestError(
-                422, f"data must hold 1 to {limits.max_length} rows (max_length), got {len(body.data)}"
-            )
-        frame = pd.DataFrame.from_records([check_row(row, i) for i, row in enumerate(body.data)])
+        frame = pd.DataFrame.from_records(check_rows(body.data, "data", limits))
         table = await runner.run(lambda: predictor.forecast(frame, body.horizon, body.level, body.missing))
         return {"forecast": _jsonable(table)}
 
@@ -168,14 +166,18 @@ def create_app(bundle: str | Path, limits: Limits | None = None):
     @app.post("/v1/sessions/{session_id}/steps")
     async def step(session_id: str, body: StepRequest) -> dict:
         session = sessions.get(session_id)
-        if (body.text is None) == (body.inputs is None):
-            raise RequestError(422, "give text (texts, items) or inputs (rows of numbers), one of them")
-        value = (
-            check_text(body.text, "text", limits)
-            if body.inputs is None
-            else check_input(body.inputs, 0, limits)
-        )
-        return await runner.run(lambda: session.feed(value, top=body.top))
+        if sum(x is not None for x in (body.text, body.inputs, body.rows)) != 1:
+            raise RequestError(
+                422, "give text (texts, items), inputs (rows of numbers) or rows (column: value), one of them"
+            )
+        if body.rows is not None:
+            value = check_rows(body.rows, "rows", limits)
+        elif body.inputs is not None:
+            value = check_input(body.inputs, 0, limits)
+        else:
+            value = check_text(body.text, "text", limits)
+        result = await runner.run(lambda: session.feed(value, top=body.top))
+        return result if isinstance(result, dict) else {"forecast": _jsonable(result)}
 
     @app.delete("/v1/sessions/{session_id}", status_code=204)
     def close_session(session_id: str):

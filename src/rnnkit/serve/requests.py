@@ -72,6 +72,9 @@ class SessionRequest(_Request):
 class StepRequest(_Request):
     text: str | None = Field(None, description="the text (or items) to read next")
     inputs: list[list[float]] | None = Field(None, description="or the steps (rows of numbers) to read next")
+    rows: list[dict[str, Any]] | None = Field(
+        None, description="or a forecaster's next rows, in the training data's columns"
+    )
     top: int = Field(5, gt=0, le=100, description="how many of the likeliest next tokens to return")
 
 
@@ -124,14 +127,21 @@ def check_text(text: str, name: str, limits: Limits) -> str:
     return text
 
 
-def check_row(row: dict[str, Any], index: int) -> dict[str, Any]:
-    for key, value in row.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError(
-                422,
-                f"data[{index}].{key} is {value}: give numbers (or null for a missing value the model fills)",
-            )
-    return row
+def check_rows(rows: list[dict[str, Any]], field: str, limits: Limits) -> list[dict[str, Any]]:
+    """Table rows (column -> value): 1 to max_length of them, no NaN or infinity (null is missing)."""
+    if not rows or len(rows) > limits.max_length:
+        raise RequestError(
+            422, f"{field} must hold 1 to {limits.max_length} rows (max_length), got {len(rows)}"
+        )
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RequestError(
+                    422,
+                    f"{field}[{index}].{key} is {value}: give numbers (or null for a missing value the "
+                    "model fills)",
+                )
+    return rows
 
 
 def validation_message(error) -> str:
