@@ -153,6 +153,8 @@ def test_a_registered_task_trains_saves_and_predicts_through_the_cli_and_load(co
     )
     with pytest.raises(rnnkit.RnnkitError, match=r"a toy_sum model does not generate; .* offers .*predict"):
         predictor.generate("1,2")
+    with pytest.raises(rnnkit.RnnkitError, match=r"a toy_sum model does not keep a session"):
+        predictor.session()
 
     assert main(["predict", str(bundle), "--text", "1,2,3,4,5,6", "--text", "0,0,0,0,0,1"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -198,3 +198,6 @@ class Predictor:
 
     def explain(self, inputs, **options):
         raise self._unsupported("explain")
+
+    def session(self, condition: Any = None, **options):
+        raise self._unsupported("keep a session (read a sequence as it arrives)")
