@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import DataError
-from rnnkit.metrics import BASELINES, baseline, forecast_metrics, seasonal_scale
+from rnnkit.metrics import (
+    BASELINES,
+    baseline,
+    forecast_metrics,
+    log_count_ratio,
+    nbsvm_baseline,
+    seasonal_scale,
+)
 
 ACTUAL = np.array([2.0, 4.0, 5.0, 10.0])
 PREDICTED = np.array([3.0, 4.0, 3.0, 12.0])  # errors -1, 0, 2, -2
@@ -143,3 +150,30 @@ def test_unknown_baseline_is_refused_with_the_valid_names():
         r"'seasonal_naive', 'drift', 'mean'\]",
     ):
         baseline("naive", SERIES, ORIGINS, 2)
+
+
+def test_log_count_ratios_equal_the_hand_count():
+    from scipy.sparse import csr_matrix
+
+    #                   good  bad  film
+    features = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1]])
+    positive = np.array([True, True, False])
+    # p = 1 + [2, 0, 1] = [3, 1, 2] (sum 6); q = 1 + [0, 1, 1] = [1, 2, 2] (sum 5)
+    expected = np.log([3 / 6, 1 / 6, 2 / 6]) - np.log([1 / 5, 2 / 5, 2 / 5])
+    np.testing.assert_allclose(log_count_ratio(features, positive), expected)
+    np.testing.assert_allclose(log_count_ratio(csr_matrix(features), positive), expected)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_nbsvm_finds_the_words_that_decide_the_class(classes):
+    rng = np.random.default_rng(0)
+    cue = ["great", "awful", "fine"][:classes]
+    filler = ["the", "a", "film", "plot", "actor", "scene", "long", "short"]
+
+    def texts(n):
+        labels = rng.integers(0, classes, n)
+        return [" ".join([*rng.choice(filler, 6), cue[y]]) for y in labels], labels.tolist()
+
+    train, test = texts(90), texts(40)
+    result = nbsvm_baseline(*train, *test)
+    assert result["accuracy"] == 1.0 and result["f1_macro"] == 1.0

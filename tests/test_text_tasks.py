@@ -77,10 +77,11 @@ def test_classifier_learns_and_reports_beside_baselines(trained_classifier):
     run, metrics = trained_classifier
     assert metrics["model"]["accuracy"] >= 0.9
     assert metrics["bag_of_words"]["accuracy"] >= 0.9  # the words decide: the baseline must find them too
+    assert metrics["nbsvm"]["accuracy"] >= 0.9
     assert metrics["majority"]["accuracy"] <= 0.65
     assert sum(map(sum, metrics["model"]["confusion_matrix"])) == metrics["examples"] == 60
     table = classify.metrics_table(metrics)
-    assert "bag-of-words" in table and "confusion matrix" in table
+    assert "bag-of-words" in table and "NBSVM" in table and "confusion matrix" in table
     assert (run / "bundle" / "model.safetensors").is_file()
     assert (run / "confusion_matrix.png").is_file() and (run / "attention.png").is_file()
 
@@ -308,7 +309,7 @@ def test_multilabel_jsonl_and_pretrained_vectors(tmp_path):
     )
     metrics = train_run(config, log=logged.append)
     assert metrics["head"] == "multilabel" and metrics["classes"] == ["long", "none", "pos"]
-    assert "bag_of_words" not in metrics  # the baselines are single-label
+    assert "bag_of_words" not in metrics and "nbsvm" not in metrics  # the baselines are single-label
     assert len(metrics["model"]["confusion_matrix"]) == 3  # one 2x2 matrix per label
     assert any(line.startswith("embedding: 10 of") for line in logged)
     result = classify_use.predict_texts(

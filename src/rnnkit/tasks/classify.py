@@ -34,7 +34,13 @@ from rnnkit.data import (
 from rnnkit.data.labels import stratified_split
 from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.metrics import bag_of_words_baseline, classification_metrics, confusion_lines, majority_baseline
+from rnnkit.metrics import (
+    bag_of_words_baseline,
+    classification_metrics,
+    confusion_lines,
+    majority_baseline,
+    nbsvm_baseline,
+)
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
 
 
@@ -210,7 +216,7 @@ def probabilities(model: torch.nn.Module, dataset: TextDataset, pad_id: int, bat
 
 
 def evaluate(model: torch.nn.Module, prepared: TextPrepared) -> dict[str, Any]:
-    """Test metrics of the model, the majority class and a bag-of-words logistic regression."""
+    """Test metrics of the model, the majority class, a bag-of-words logistic regression and NBSVM."""
     labels, codec, texts = prepared.labels, prepared.codec, prepared.texts
     test = prepared.test
     probs = probabilities(model, test, codec.vocab.pad_id)
@@ -225,14 +231,19 @@ def evaluate(model: torch.nn.Module, prepared: TextPrepared) -> dict[str, Any]:
     if not labels.multilabel and len(texts["train"].texts):
         train_ids = labels.encode(texts["train"].labels)
         results["majority"] = majority_baseline(train_ids, test.targets, len(labels))
-        results["bag_of_words"] = bag_of_words_baseline(
-            texts["train"].texts, train_ids.tolist(), texts["test"].texts, test.targets.tolist()
-        )
+        split = (texts["train"].texts, train_ids.tolist(), texts["test"].texts, test.targets.tolist())
+        results["bag_of_words"] = bag_of_words_baseline(*split)
+        results["nbsvm"] = nbsvm_baseline(*split)
     return results
 
 
 def metrics_table(results: dict[str, Any]) -> str:
-    names = {"model": "model", "majority": "majority class", "bag_of_words": "bag-of-words logistic regr."}
+    names = {
+        "model": "model",
+        "majority": "majority class",
+        "bag_of_words": "bag-of-words logistic regr.",
+        "nbsvm": "NBSVM (uni+bigrams)",
+    }
     lines = [
         f"{results.get('part', 'test part')}: {results['examples']} texts, {len(results['classes'])} classes "
         f"({results['head']} head)",
