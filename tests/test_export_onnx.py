@@ -4,6 +4,7 @@ with another batch size and length than traced (dynamic axes), bidirectional enc
 from __future__ import annotations
 
 import json
+import shutil
 import types
 
 import numpy as np
@@ -91,11 +92,56 @@ def _bundle(config: dict):
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def torchlib_table_once():
+    """torch.onnx.export rebuilds its table of ATen -> ONNX translations on every call (0.4 s, 15
+    calls here); build it once per module. The table is only read during an export. Nothing is
+    patched if torch moves it."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry as table
+    except ImportError:
+        table = None
+    if not hasattr(table, "from_torchlib"):
+        yield
+        return
+    build, built = table.from_torchlib.__func__, {}
+
+    def once(cls, *args, **kwargs):
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in built:
+            built[key] = build(cls, *args, **kwargs)
+        return built[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(table, "from_torchlib", classmethod(once))
+        yield
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``exported(key)``: MODELS[key] exported once for the whole module (tracing and writing a model
+    is 2 to 5 s, nearly all of it in torch.export and torch.onnx.export), shared by the tests below."""
+    done = {}
+
+    def export(key: str) -> types.SimpleNamespace:
+        if key not in done:
+            bundle = _bundle(MODELS[key])
+            path = tmp_path_factory.mktemp(key) / "onnx"
+            done[key] = types.SimpleNamespace(bundle=bundle, result=export_onnx(bundle, path), path=path)
+        return done[key]
+
+    return export
+
+
+def _session(path, graph) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path / f"{graph.name}.onnx"), providers=["CPUExecutionProvider"])
+
+
 @pytest.mark.parametrize("key", list(MODELS))
-def test_onnx_equals_eager_on_padded_mixed_lengths(key, tmp_path):
-    bundle = _bundle(MODELS[key])
-    result = export_onnx(bundle, tmp_path / "onnx")
-    metadata = json.loads((tmp_path / "onnx" / "metadata.json").read_text())
+def test_onnx_equals_eager_on_padded_mixed_lengths(key, exported):
+    done = exported(key)
+    bundle, result = done.bundle, done.result
+    metadata = json.loads((done.path / "metadata.json").read_text())
     graphs = graphs_of(bundle.model)
     assert [c.graph for c in result.checks] == [g.name for g in graphs]
     for graph, check in zip(graphs, result.checks, strict=True):
@@ -106,33 +152,65 @@ def test_onnx_equals_eager_on_padded_mixed_lengths(key, tmp_path):
         with torch.no_grad():
             args = graph.example(bundle.model, 2, 7, gen)
             want = graph.run(bundle.model, *args)
-        session = ort.InferenceSession(str(tmp_path / "onnx" / f"{graph.name}.onnx"))
+        session = _session(done.path, graph)
         got = session.run(None, {p.name: a.numpy() for p, a in zip(graph.inputs, args, strict=True)})
         assert [o.name for o in session.get_outputs()] == [p.name for p in graph.outputs]
         for w, g in zip(want, got, strict=True):
             np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=1e-4)
-    assert (tmp_path / "onnx" / "preprocessing.json").read_text().strip().startswith("{")
+    assert (done.path / "preprocessing.json").read_text().strip().startswith("{")
 
 
-def test_backward_direction_starts_at_each_sequence_end(tmp_path):
-    """Padding after a short sequence must not reach the backward direction: its outputs equal the
-    same sequence run alone, unpadded."""
-    bundle = _bundle({"name": "ctc", "input_size": 2, "num_labels": 3, "cell": "lstm", "bidirectional": True})
-    export_onnx(bundle, tmp_path / "onnx")
-    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
-    x = torch.randn(2, 6, 2)
-    x[1, 3:] = 100.0  # loud padding
-    padded = session.run(None, {"inputs": x.numpy(), "lengths": np.array([6, 3])})[0]
-    alone = session.run(None, {"inputs": x[1:, :3].numpy(), "lengths": np.array([3])})[0]
-    np.testing.assert_allclose(padded[1, :3], alone[0], atol=1e-5)
+READERS = [
+    "classifier-lstm-bi-attention",
+    "tagger-mingru-bi-crf",
+    "autoencoder-minlstm-bi",
+    "ctc-rnn-bi-layernorm",
+]
 
 
-def test_a_wrong_graph_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
+@pytest.mark.parametrize("key", READERS)
+def test_backward_direction_starts_at_each_sequence_end(key, exported):
+    """Padding after a short sequence must not reach the backward direction (nor the pooling, nor
+    the autoencoder's code from the final states): its outputs equal the same sequence run alone,
+    unpadded. Bidirectional encoders of both scan steps: LSTM, RNN with layer norm, minGRU, minLSTM."""
+    done = exported(key)
+    graph = graphs_of(done.bundle.model)[0]
+    session = _session(done.path, graph)
+    x, _ = graph.example(done.bundle.model, 2, 6, torch.Generator().manual_seed(3))
+    if x.is_floating_point():
+        x[1, 3:] = 100.0  # loud padding; token ids stay random ones
+    padded = session.run(None, {"lengths": np.array([6, 3]), graph.inputs[0].name: x.numpy()})
+    alone = session.run(None, {"lengths": np.array([3]), graph.inputs[0].name: x[1:, :3].numpy()})
+    for port, p, a in zip(graph.outputs, padded, alone, strict=True):
+        row = p[1, :3] if port.shape[1] == "T" else p[1]  # per-step outputs: the real steps
+        np.testing.assert_allclose(row, a[0], atol=1e-5, err_msg=f"{key}: {port.name}")
+
+
+def test_autoencoder_graph_scores_as_the_model_does(exported):
+    """The graph's errors (computed from its one reconstruction) equal SequenceAutoencoder.errors."""
+    done = exported("autoencoder-minlstm-bi")
+    model, graph = done.bundle.model, graphs_of(done.bundle.model)[0]
+    x, lengths = graph.example(model, 3, 8, torch.Generator().manual_seed(4))
+    rebuilt, errors = _session(done.path, graph).run(None, {"inputs": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(rebuilt, model(x, lengths).numpy(), atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(errors, model.errors(x, lengths).numpy(), atol=1e-4, rtol=1e-4)
+    assert (errors[lengths.numpy()[:, None] <= np.arange(8)] == 0).all()
+
+
+def test_a_wrong_graph_is_refused_and_nothing_is_written(exported, tmp_path, monkeypatch):
     import rnnkit.export.onnx as module
 
+    done = exported("autoencoder-minlstm-bi")
+
+    def reuse(twin, graph, file, opset, seed):  # the module's own export of this model, not traced again
+        shutil.copy(done.path / file.name, file)
+        return {p.name: list(p.shape) for p in graph.inputs}
+
+    monkeypatch.setattr(module, "_export", reuse)
     monkeypatch.setattr(module, "ATOL", -1.0)  # no graph can pass
     with pytest.raises(ExportError, match=r"differs from eager by .* nothing was written"):
-        export_onnx(_bundle(MODELS["autoencoder-minlstm-bi"]), tmp_path / "onnx")
+        export_onnx(done.bundle, tmp_path / "onnx")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -32,7 +32,8 @@ import yaml
 from torch import Tensor, nn
 
 from rnnkit.errors import RnnkitError
-from rnnkit.export.signatures import DYNAMIC, Graph, graphs_of
+from rnnkit.export.graph import DYNAMIC, Graph
+from rnnkit.export.signatures import graphs_of
 from rnnkit.export.tracing import exportable
 from rnnkit.files import replace_directory
 from rnnkit.version import __version__
