@@ -15,9 +15,11 @@ rnnkit runs the task's own pipeline (``train_run`` on a config per series: stand
 training part, a 1-layer LSTM of 32, lookback 2 seasons capped to 24 rows, direct strategy) in the
 variants given by ``--variants``: ``plain``, ``revin`` (model.revin), ``highway``
 (model.highway_window = lookback), ``revin+highway``, ``revin ensemble`` (five RevIN forecasters,
-their median: model.name forecast_ensemble), and ``revin log`` / ``revin log ensemble`` (data.transform
-log where the series is positive). The classical rows come from the same evaluation
-(rnnkit.classical: ARIMA and ETS by AIC, Theta; fitted on the training part, updated without
+their median: model.name forecast_ensemble), ``revin log`` / ``revin log ensemble`` (data.transform
+log where the series is positive), and ``revin+arima`` / ``revin ensemble+arima`` (data.combine
+[arima]: the forecast averaged with ARIMA's; the same run also gives its recurrent model alone, the
+row without ``+arima``). Every other variant sets data.combine []. The classical rows come from the
+same evaluation (rnnkit.classical: ARIMA and ETS by AIC, Theta; fitted on the training part, updated without
 refitting). The table is MASE over all H steps (scaled by the in-sample seasonal naive MAE of the
 training part); the summary gives the mean MASE over the series, the number of series where each
 beats ARIMA, and the wall time of a whole run (training and evaluation) per variant.
@@ -65,6 +67,8 @@ VARIANTS = {
     "revin ensemble": {"revin": True, "members": 5},
     "revin log": {"revin": True, "log": True},
     "revin log ensemble": {"revin": True, "log": True, "members": 5},
+    "revin+arima": {"revin": True, "arima": True},
+    "revin ensemble+arima": {"revin": True, "members": 5, "arima": True},
 }
 CLASSICAL_ROWS = {"arima": "ARIMA", "ets": "ETS", "theta": "Theta", "seasonal_naive": "seasonal naive"}
 
@@ -113,6 +117,7 @@ def run_config(path: Path, out: Path, season: int, horizon: int, options: dict, 
             "path": str(path), "targets": ["value"], "lookback": lookback, "horizon": horizon,
             "test": 0.2, "validation": 0.1, "season": season,
             "transform": "log" if options.get("log") and (pd.read_csv(path)["value"] > 0).all() else "none",
+            "combine": ["arima"] if options.get("arima") else [],
         },
         "model": model,
         "train": {
@@ -140,6 +145,7 @@ def main() -> None:
     print(setting())
     rows: dict[str, dict[str, float]] = {}
     seconds: dict[str, list[float]] = {v: [] for v in args.variants}
+    alone: dict[str, list[float]] = {}  # the recurrent model alone in combined variants, this series
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.series:
             season, horizon = SERIES[name]
@@ -155,28 +161,34 @@ def main() -> None:
                     seconds[variant].append(time.perf_counter() - start)
                     step = metrics["value"]["all" if horizon > 1 else "h1"]
                     scores.append(step["model"]["MASE"])
+                    if "recurrent" in step:  # a combined variant's recurrent model alone: the same run
+                        alone.setdefault(variant.removesuffix("+arima"), []).append(step["recurrent"]["MASE"])
                     for key, label in CLASSICAL_ROWS.items():
                         if key in step:
                             rows.setdefault(label, {})[name] = step[key]["MASE"]
                 rows.setdefault(f"rnnkit {variant}", {})[name] = statistics.median(scores)
+            for variant, scores in alone.items():
+                if variant not in args.variants:
+                    rows.setdefault(f"rnnkit {variant}", {})[name] = statistics.median(scores)
+            alone.clear()
             print(f"  {name}: done", flush=True)
     print_table(rows, args.series)
     print("\nwall time of one run (train + evaluate, the classical fits included), median over series:")
     for variant, times in seconds.items():
-        print(f"  rnnkit {variant:<16} {statistics.median(times):6.1f} s")
+        print(f"  rnnkit {variant:<22} {statistics.median(times):6.1f} s")
 
 
 def print_table(rows: dict[str, dict[str, float]], series: list[str]) -> None:
     print("\nMASE over all forecast steps (lower is better); last columns: mean over the series, series")
     print("where the row beats ARIMA")
     header = "".join(f"{s:>10}" for s in series)
-    print(f"  {'':<24}{header}{'mean':>10}{'< ARIMA':>10}")
+    print(f"  {'':<28}{header}{'mean':>10}{'< ARIMA':>10}")
     arima = rows.get("ARIMA", {})
     for label, scores in rows.items():
         cells = "".join(f"{scores[s]:>10.3f}" if s in scores else f"{'-':>10}" for s in series)
         mean = np.mean([scores[s] for s in series if s in scores])
         wins = sum(scores[s] < arima[s] for s in series if s in scores and s in arima)
-        print(f"  {label:<24}{cells}{mean:>10.3f}{wins:>10}")
+        print(f"  {label:<28}{cells}{mean:>10.3f}{wins:>10}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_multi_step_forecasts_equal_statsmodels_from_each_origin(model):
     origins = np.array([A + 5, A - 1, N - H - 1, N - 1])
     spec = model(y[:A])
     result = spec.fit(**({} if isinstance(spec, ARIMA) else {"disp": False}))
-    ours = _StateSpace(result).forecasts(y, A, origins, H)
+    ours = _StateSpace(result, "given", {}).forecasts(y, A, origins, H)
     for row, o in zip(ours, origins, strict=True):
         now = result.append(y[A : o + 1]) if o >= A else result
         np.testing.assert_allclose(row, now.forecast(H), rtol=1e-6)
@@ -136,11 +136,12 @@ def test_the_forecast_table_ranks_the_classical_baselines_beside_the_model(tmp_p
     mae = np.mean(np.abs(classical_forecasts("theta", y, N - 20, origins, 2)[:, 0] - y[origins + 1]))
     assert rows["theta"]["MAE"] == pytest.approx(mae, rel=1e-4)
     text = forecast.metrics_table(results)
-    for label in ("ARIMA (orders by AIC)", "ETS (by AIC)", "Theta", "(rank: by MASE among the 8 rows)"):
+    labels = ("ARIMA (orders by AIC)", "ETS (by AIC)", "Theta", "recurrent model alone")
+    for label in (*labels, "(rank: by MASE among the 9 rows)"):  # by default the model is averaged with ARIMA
         assert label in text
     lines = text.splitlines()
     start = lines.index("value, step 1 ahead:") + 2
-    ranks = [int(line.split()[-1]) for line in lines[start : start + 8]]
+    ranks = [int(line.split()[-1]) for line in lines[start : start + 9]]
     mase = [m["MASE"] for m in rows.values()]  # in the table's order; ties share a rank
     assert ranks == [1 + sum(other < m for other in mase) for m in mase] and min(ranks) == 1
 

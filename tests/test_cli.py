@@ -287,7 +287,7 @@ def test_info_describes_the_bundle(ws, capsys):
     assert info["metrics"]["windows"] == TEST_ORIGINS and info["metrics"]["horizon"] == HORIZON
     assert set(info["metrics"]["value"]) == {"h1", f"h{HORIZON}", "all"}
     for step in info["metrics"]["value"].values():
-        assert set(step) == {"model", *BASELINES, *CLASSICAL}
+        assert set(step) == {"model", "recurrent", *BASELINES, *CLASSICAL}  # model: averaged with ARIMA
         assert {"MAE", "RMSE", "MAPE", "sMAPE", "MASE", "coverage"} == set(step["model"])
         assert 0 <= step["model"]["coverage"] <= 100
         assert "coverage" not in step["last_value"]

@@ -85,8 +85,16 @@ class _StateSpace:
     values appended past the end give the time-varying terms (a drift) their future rows.
     """
 
-    def __init__(self, result):
-        self.result = result
+    def __init__(self, result, kind: str, options: dict) -> None:
+        self.result, self.kind, self.options = result, kind, options
+
+    def spec(self) -> dict:
+        """The fitted model as JSON-able data: its kind, the options it was built with, its parameters."""
+        return {
+            "model": self.kind,
+            "options": self.options,
+            "params": np.asarray(self.result.params).tolist(),
+        }
 
     def forecasts(self, series: np.ndarray, fit_end: int, origins: np.ndarray, horizon: int) -> np.ndarray:
         rest = np.concatenate([series[fit_end:], np.full(horizon, np.nan)])
@@ -130,14 +138,13 @@ def fit_arima(train: np.ndarray, season: int = 1) -> _StateSpace:
     drift = {0: "c", 1: "t"}.get(d + D)  # a constant, or a drift once differenced; none after two
     fitted: dict[tuple, object] = {}
 
-    def fit(key: tuple):
+    def options(key: tuple) -> dict:
         p, q, P, Q, trend = key
+        return {"order": [p, d, q], "seasonal_order": [P, D, Q, m] if m else [0, 0, 0, 0], "trend": trend}
+
+    def fit(key: tuple):
         if key not in fitted:
-            order = (p, d, q), (P, D, Q, m) if m else (0, 0, 0, 0)
-            fitted[key] = _lower_aic(
-                None,
-                lambda: ARIMA(train, order=order[0], seasonal_order=order[1], trend=trend).fit(**_FAST_FIT),
-            )
+            fitted[key] = _lower_aic(None, lambda: ARIMA(train, **options(key)).fit(**_FAST_FIT))
         return fitted[key]
 
     trend = drift or "n"
@@ -165,7 +172,7 @@ def fit_arima(train: np.ndarray, season: int = 1) -> _StateSpace:
         candidates = [key for key in candidates if key not in fitted]
     if best is None:
         raise DataError("no ARIMA model could be fitted on the training part")
-    return _StateSpace(fit(best))
+    return _StateSpace(fit(best), "arima", options(best))
 
 
 @_quiet
@@ -175,14 +182,48 @@ def fit_ets(train: np.ndarray, season: int = 1) -> _StateSpace:
     from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
     m = state_season(season, len(train))
-    best = None
+    best, chosen = None, None
     for trend, damped in ((False, False), (True, False), (True, True)):
         for seasonal in (None, m) if m else (None,):
-            model = ExponentialSmoothing(train, trend=trend, damped_trend=damped, seasonal=seasonal)
-            best = _lower_aic(best, lambda model=model: model.fit(disp=False, **_FAST_FIT))
+            options = {"trend": trend, "damped_trend": damped, "seasonal": seasonal}
+            model = ExponentialSmoothing(train, **options)
+            better = _lower_aic(best, lambda model=model: model.fit(disp=False, **_FAST_FIT))
+            best, chosen = better, options if better is not best else chosen
     if best is None:
         raise DataError("no exponential smoothing model could be fitted on the training part")
-    return _StateSpace(best)
+    return _StateSpace(best, "ets", chosen)
+
+
+def from_spec(spec: dict, train: np.ndarray) -> _StateSpace:
+    """A model of :meth:`_StateSpace.spec` on ``train`` (N,), its parameters fixed: filtered, not fitted.
+
+    On the rows it was fitted on it is the fitted model; on others, the same model run over them.
+    """
+    _require_statsmodels()
+    if spec.get("model") not in SPEC_MODELS:
+        raise DataError(
+            f"unknown classical model {spec.get('model')!r} in the bundle; expected one of {SPEC_MODELS}"
+        )
+    if spec["model"] == "arima":
+        from statsmodels.tsa.arima.model import ARIMA as model_type
+    else:
+        from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing as model_type
+    train = np.asarray(train, dtype=np.float64)
+    with warnings.catch_warnings(record=True):  # statsmodels resets the filters inside
+        warnings.simplefilter("always")
+        model = model_type(train, **spec["options"])
+        return _StateSpace(model.filter(np.asarray(spec["params"])), spec["model"], spec["options"])
+
+
+def spec_forecasts(
+    spec: dict, series: np.ndarray, fit_end: int, origins: np.ndarray, horizon: int
+) -> np.ndarray:
+    """Forecasts (S, H) from each origin of the model of ``spec``, run over ``series[:fit_end]`` and
+    then updated with each new observation, as :func:`classical_forecasts` does with a fitted one."""
+    series = np.asarray(series, dtype=np.float64)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        return from_spec(spec, series[:fit_end]).forecasts(series, fit_end, np.asarray(origins), horizon)
 
 
 class _Theta:
@@ -235,6 +276,7 @@ class _Theta:
 
 
 FITTERS: dict[str, Callable] = {"arima": fit_arima, "ets": fit_ets, "theta": _quiet(_Theta)}
+SPEC_MODELS = ("arima", "ets")  # the state-space ones, which a spec rebuilds
 
 
 def _lower_aic(best, fit: Callable):

@@ -232,6 +232,14 @@ def _write_metadata(new: Path, bundle: Any, graphs: dict[str, Any]) -> None:
     if crf is not None:
         start, transitions, end = (t.detach().tolist() for t in crf.scores())
         extra["crf"] = {"start": start, "transitions": transitions, "end": end}
+    combination = (bundle.preprocessing or {}).get("combine") or {}
+    if combination.get("models"):  # a forecaster averaged with classical models (data.combine)
+        extra["combine"] = (
+            f"the graph is the recurrent model alone; rnnkit averages its forecast with those of "
+            f"{combination['models']} fitted per series, whose options and parameters are in "
+            "preprocessing.json under combine (statsmodels: ARIMA(history, **options)"
+            ".filter(params).forecast(horizon))"
+        )
     config = json.loads(json.dumps(bundle.config, default=str))
     metadata = {
         "format": "onnx",

@@ -36,8 +36,10 @@ from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import seasonal_scale
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
+from rnnkit.tasks.forecast_combine import MAX_COMBINED_SERIES, combined, fit_combination
 from rnnkit.tasks.forecast_eval import (
     MAX_CLASSICAL_SERIES,
+    combined_forecasts,
     evaluate,
     forecasts,
     metrics_table,
@@ -83,6 +85,13 @@ class SeriesDataConfig(Config):
         None,
         description="statistical baselines fitted on each series' training part (statsmodels: "
         f"rnnkit[stats]); unset: all three for up to {MAX_CLASSICAL_SERIES} series, [] for none",
+    )
+
+    combine: list[Literal["arima", "ets"]] | None = Field(
+        None,
+        description="classical models whose forecasts the model's are averaged with, fitted on each series' "
+        f"training part; unset: ARIMA where it is a classical baseline (unset: up to {MAX_COMBINED_SERIES} "
+        "series), [] for none",
     )
 
     @field_validator("test", "validation", mode="before")
@@ -246,6 +255,7 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
         for j in range(len(config.targets))
     ]
     return {
+        "combine": fit_combination(_combined_models(config), train, config.season),
         "columns": columns_of(config).__dict__,
         "calendar": list(config.calendar),
         "missing": config.missing,
@@ -255,6 +265,13 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
         "scalers": {k: v.state_dict() for k, v in scalers.items()},
         "mase_scale": mase,
     }
+
+
+def _combined_models(config: SeriesDataConfig) -> list[str] | None:
+    """``data.combine``; unset, None (ARIMA, if it can be fitted) where ARIMA is a classical baseline."""
+    if config.combine is not None or config.classical is None or "arima" in config.classical:
+        return config.combine
+    return []
 
 
 def _fit_scaler(name: str, parts: list[np.ndarray], log: bool = False):
@@ -280,6 +297,8 @@ def plot_test(model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path,
     pre = prepared.preprocessing
     mine = windows.series == 0
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs[mine]), pre)
+    classical = combined_forecasts(prepared)  # the combined models', if any: all windows
+    point, lower, upper = combined(point, lower, upper, [f[mine] for f in classical.values()])
     origins, name = windows.origin[mine], pre["columns"]["targets"][0]
     x_all = s.times if s.times is not None else np.arange(len(s.targets))
     start = max(0, origins[0] - 3 * max(pre["lookback"], 30))

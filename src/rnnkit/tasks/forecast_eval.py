@@ -15,6 +15,7 @@ from rnnkit.classical import CLASSICAL, classical_forecasts
 from rnnkit.data import scaler_from_state
 from rnnkit.errors import DataError
 from rnnkit.metrics import BASELINES, baseline, forecast_metrics
+from rnnkit.tasks.forecast_combine import combined, describe, window_forecasts
 
 if TYPE_CHECKING:
     from rnnkit.tasks.forecast import ForecastPrepared
@@ -49,17 +50,22 @@ def evaluate(
     """
     windows, pre = prepared.test_windows, prepared.preprocessing
     predicted = predicted or model_forecasts(model, windows.inputs, pre)
-    point, lower, upper, members = (predicted[k] for k in ("point", "lower", "upper", "members"))
+    recurrent, lower, upper, members = (predicted[k] for k in ("point", "lower", "upper", "members"))
     H, names = pre["horizon"], pre["columns"]["targets"]
-    classical = classical_baselines(prepared)
+    combination = pre.get("combine")
+    done = combined_forecasts(prepared)
+    point, lower, upper = combined(recurrent, lower, upper, list(done.values()))
+    classical = classical_baselines(prepared, done)
     actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
     results: dict[str, Any] = {
         "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"],
-        "skipped": dict(classical["skipped"]),
+        "skipped": dict(classical["skipped"]), "combination": describe(combination),
     }  # fmt: skip
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
+        if done:
+            guesses["recurrent"] = recurrent[..., j]
         for b in BASELINES:
             try:
                 guesses[b] = _per_series(prepared, j, b)
@@ -84,9 +90,25 @@ def evaluate(
     return results
 
 
-def classical_baselines(prepared: ForecastPrepared) -> dict[str, Any]:
+def combined_forecasts(prepared: ForecastPrepared) -> dict[str, np.ndarray]:
+    """The forecasts (S, H, n_t) of the evaluated windows by each classical model the forecaster is
+    combined with (:mod:`rnnkit.tasks.forecast_combine`); {} for a forecaster alone."""
+    combination = prepared.preprocessing.get("combine")
+    if not combination or not combination["models"]:
+        return {}
+    windows, H = prepared.test_windows, prepared.preprocessing["horizon"]
+    fit_ends = [
+        a if a > 0 else int(windows.origin[windows.series == i].min(initial=0)) + 1
+        for i, (a, _) in enumerate(prepared.bounds)
+    ]
+    return window_forecasts(combination, prepared.series, windows, fit_ends, H)
+
+
+def classical_baselines(
+    prepared: ForecastPrepared, done: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     """The classical models' forecasts of the evaluated windows, {"forecasts": {name: (S, H, n_t)},
-    "skipped": {name: why}}."""
+    "skipped": {name: why}}; those in ``done`` (the combined models') are taken from it, not refitted."""
     names = _classical_names(prepared)
     out: dict[str, Any] = {"forecasts": {}, "skipped": {}}
     if names is None:
@@ -95,6 +117,9 @@ def classical_baselines(prepared: ForecastPrepared) -> dict[str, Any]:
         out["skipped"]["classical baselines"] = why
         return out
     for b in names:
+        if done and b in done:
+            out["forecasts"][b] = done[b]
+            continue
         try:
             targets = range(len(prepared.preprocessing["columns"]["targets"]))
             out["forecasts"][b] = np.stack([_per_series(prepared, j, b) for j in targets], axis=-1)
@@ -164,8 +189,10 @@ def metrics_table(results: dict[str, Any]) -> str:
             "epoch(s) on the rows up to the origin; the baselines are updated without refitting)"
         )
     lines += [f"  ({who} skipped: {why})" for who, why in results.get("skipped", {}).items()]
+    lines += [f"  {results['combination']}"] if results.get("combination") else []
     labels = {
         "model": "model",
+        "recurrent": "recurrent model alone",
         "last_value": "last value (persistence)",
         "seasonal_naive": f"seasonal naive ({results['season']})",
         "drift": "drift",
@@ -181,7 +208,7 @@ def metrics_table(results: dict[str, Any]) -> str:
             f"steps {low:.3f} to {high:.3f} (median {middle:.3f})"
         )
     for name, per_step in results.items():
-        if not isinstance(per_step, dict) or name in ("skipped", "members", "refit"):
+        if not isinstance(per_step, dict) or name in ("skipped", "members", "refit", "combination"):
             continue
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"

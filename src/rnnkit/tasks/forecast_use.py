@@ -25,6 +25,7 @@ from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
 from rnnkit.tasks.forecast import SeriesDataConfig, columns_of, forecasts
+from rnnkit.tasks.forecast_combine import combined, end_forecasts
 
 MISSING_OPTION = "missing= (--missing)"  # where a user of a bundle sets the missing-value policy
 REFILLED = ("ffill", "interpolate")  # policies whose fill of a row can change as later rows arrive
@@ -55,7 +56,18 @@ def forecast_frame(
         times = None if s.times is None else future_times(s.times, H)
         windows.append(_window(_scaled(s, scalers, -L), times, config.calendar, scalers[2], H))
         rows.append((s.key, times))
-    return _table(rows, _predict(model, windows, preprocessing, level), horizon, config)
+    predicted = _combined(preprocessing, all_series, _predict(model, windows, preprocessing, level), H)
+    return _table(rows, predicted, horizon, config)
+
+
+def _combined(preprocessing: dict[str, Any], all_series: list[Series], predicted, H: int):
+    """``predicted`` averaged with the classical models the forecaster combines (if any), each run
+    over the whole of every series (:mod:`rnnkit.tasks.forecast_combine`)."""
+    combination = preprocessing.get("combine")
+    if not combination or not combination["models"]:
+        return predicted
+    ends = [end_forecasts(combination, s, H) for s in all_series]  # [series][model]: (H, n_targets)
+    return combined(*predicted, [np.stack([e[m] for e in ends]) for m in range(len(combination["models"]))])
 
 
 def _checked_horizon(horizon: int | None, H: int) -> int:
@@ -210,6 +222,8 @@ class ForecastSession:
     checks them (their row numbers counted within each feed) and a rejected feed changes nothing.
     Under the ``ffill`` and ``interpolate`` policies a hole's fill can change with later rows, so
     the rows after the last one without holes are kept as they came and filled again at each feed.
+    A forecaster combined with ARIMA (``data.combine``) keeps every row fed: each forecast runs the
+    ARIMA filter over the whole history, as ``forecast`` does.
 
         session = predictor.session()
         session.feed({"date": "2024-03-01", "value": 3.2})   # a dict of one row, or of columns
@@ -230,6 +244,8 @@ class ForecastSession:
         self.last_time: pd.Timestamp | None = None
         self.spacings: Counter = Counter()  # time step -> how often it occurred
         self.rows_read = 0
+        combination = self.pre.get("combine")
+        self.fed: list[pd.DataFrame] | None = [] if combination and combination["models"] else None
 
     def feed(self, rows, top: int | None = None) -> pd.DataFrame | None:
         """Read ``rows`` (a DataFrame, a dict of columns or of one row, or a list of row dicts) after
@@ -245,6 +261,8 @@ class ForecastSession:
             self.spacings.update(np.diff(stamps.to_numpy()))
             self.last_time = series.times[-1]
         self.key, self.rows_read = series.key, self.rows_read + len(series.targets)
+        if self.fed is not None:  # a combined forecaster's ARIMA runs over the whole history
+            self.fed.append(frame)
         ready = self.rows_read >= self.lookback and (self.config.time_column is None or bool(self.spacings))
         return self._forecast() if ready else None
 
@@ -308,7 +326,19 @@ class ForecastSession:
         observed = np.concatenate([self.window, self.unsettled])[-self.lookback :]  # (lookback, D)
         window = _window(observed, times, self.config.calendar, self.scalers[2], self.steps_ahead)
         predicted = _predict(self.model, [window], self.pre, self.level)
+        if self.fed is not None:
+            predicted = _combined(self.pre, [self._whole()], predicted, self.steps_ahead)
         return _table([(self.key, times)], predicted, self.horizon, self.config)
+
+    def _whole(self) -> Series:
+        """Every row fed so far as one filled series (for the classical models of a combined forecaster)."""
+        config = self.config
+        with warnings.catch_warnings():  # each feed's own read warned already
+            warnings.simplefilter("ignore")
+            (whole,) = load_series(
+                pd.concat(self.fed), columns_of(config), tuple(config.calendar), self.policy
+            )
+        return whole
 
 
 def _used_columns(config: SeriesDataConfig) -> list[str]:
