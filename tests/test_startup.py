@@ -52,18 +52,24 @@ def bundles(tmp_path_factory):
     (root / "series.csv").write_text("date,value\n" + "\n".join(rows) + "\n")
     reviews = [f"{'a good' if i % 2 else 'a bad'} film {i},{'pos' if i % 2 else 'neg'}" for i in range(40)]
     (root / "reviews.csv").write_text("text,label\n" + "\n".join(reviews) + "\n")
-    forecaster = _train(root, "forecast", {
-        "task": "forecast",
-        "data": {"path": str(root / "series.csv"), "time_column": "date", "calendar": ["day_of_week"],
-                 "lookback": 10, "horizon": 3, "test": 0.2, "validation": 0.1},
-        "model": {"cell": "lstm", "hidden_size": 8, "distribution": "gaussian"},
-    })  # fmt: skip
+
+    def forecaster(combine: bool) -> str:
+        arima = ["arima"] if combine else []
+        return _train(root, f"forecast-{combine}", {
+            "task": "forecast",
+            "data": {"path": str(root / "series.csv"), "time_column": "date", "calendar": ["day_of_week"],
+                     "lookback": 10, "horizon": 3, "test": 0.2, "validation": 0.1,
+                     "classical": arima, "combine": arima},
+            "model": {"cell": "lstm", "hidden_size": 8, "distribution": "gaussian"},
+        })  # fmt: skip
+
+    forecasters = {combine: forecaster(combine) for combine in (False, True)}
     classifier = _train(root, "classify", {
         "task": "classify",
         "data": {"path": str(root / "reviews.csv"), "test": 0.25, "validation": 0.25},
         "model": {"cell": "lstm", "embedding_dim": 8, "hidden_size": 8},
     })  # fmt: skip
-    return root, forecaster, classifier
+    return root, forecasters, classifier
 
 
 def _heavy_modules(commands: list[list[str]], heavy: list[str]) -> dict[str, list[str]]:
@@ -75,12 +81,16 @@ def _heavy_modules(commands: list[list[str]], heavy: list[str]) -> dict[str, lis
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_forecast_and_predict_import_no_metrics_plots_or_dynamo(bundles):
-    root, forecaster, _ = bundles
-    series = str(root / "series.csv")
+@pytest.mark.parametrize("combined", [False, True], ids=["alone", "averaged-with-arima"])
+def test_forecast_and_predict_import_no_metrics_plots_or_dynamo(bundles, combined):
+    """A forecaster averaged with ARIMA (data.combine) needs statsmodels, which imports scipy; nothing
+    else heavy. Alone, it needs none of them."""
+    root, forecasters, _ = bundles
+    series, forecaster = str(root / "series.csv"), forecasters[combined]
     commands = [["forecast", forecaster, "--input", series], ["predict", forecaster, series]]
     found = _heavy_modules(commands, HEAVY)
-    assert found == {"import rnnkit": [], "forecast --input " + series: [], "predict " + series: []}, MOVE
+    need = ["scipy"] if combined else []
+    assert found == {"import rnnkit": [], "forecast --input " + series: need, "predict " + series: need}, MOVE
 
 
 def test_classifier_predict_imports_no_pandas_either(bundles):
