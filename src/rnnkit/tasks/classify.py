@@ -42,6 +42,7 @@ from rnnkit.metrics import (
     nbsvm_baseline,
 )
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
+from rnnkit.tasks.pretrained import codec_state, copy_encoder, fixed_keys
 
 
 class TextDataConfig(Config):
@@ -51,6 +52,7 @@ class TextDataConfig(Config):
         "path",
         "test_path",
         "vectors",
+        "encoder_from",
     )  # relative paths in a config file are read from its folder
     kind: Literal["text"] = "text"
     path: str | None = Field(
@@ -77,6 +79,11 @@ class TextDataConfig(Config):
     split_seed: int = 0
     vectors: str | None = Field(None, description="word2vec/GloVe text file to initialise the embedding")
     freeze_vectors: bool = False
+    encoder_from: str | None = Field(
+        None,
+        description="a language-model bundle: its codec encodes the texts (level and vocabulary keys are "
+        "ignored) and its embedding and recurrent layers start the classifier's (ULMFiT)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -84,6 +91,8 @@ class TextDataConfig(Config):
             raise ValueError("set exactly one of data.path and data.dataset")
         if self.test_path is None and self.test == 0:
             raise ValueError("data.test must be > 0 when there is no data.test_path")
+        if self.encoder_from is not None and self.vectors is not None:
+            raise ValueError("set data.encoder_from or data.vectors, not both: both start the embedding")
         return self
 
 
@@ -153,7 +162,15 @@ def prepare(
         if separate is not None:  # a text in both files would be tested on what the model learnt
             seen = set(train.texts) | set(validation.texts)
             test = _take(test, np.array([i for i, t in enumerate(test.texts) if t not in seen], dtype=int))
-    if preprocessing is None:
+    if preprocessing is None and config.encoder_from is not None:
+        codec = TextCodec.from_state(codec_state(config.encoder_from))
+        labels = Labels.fit([*everything.labels, *(separate.labels if separate is not None else [])])
+        preprocessing = {
+            "codec": codec.state_dict(),
+            "labels": labels.state_dict(),
+            "max_length": config.max_length,
+        }
+    elif preprocessing is None:
         codec = TextCodec.fit(
             train.texts,
             level=config.level,
@@ -308,8 +325,9 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
             return ModelKeys()
         labels = prepared.labels
         head = "multilabel" if labels.multilabel else "binary" if len(labels) == 2 else "multiclass"
+        fixed = {} if config.encoder_from is None else fixed_keys(config.encoder_from)
         return ModelKeys(
-            {"vocab_size": len(prepared.codec.vocab), "num_classes": len(labels)}, {"head": head}
+            {**fixed, "vocab_size": len(prepared.codec.vocab), "num_classes": len(labels)}, {"head": head}
         )
 
     def check_model(self, model: dict[str, Any], prepared: TextPrepared) -> None:
@@ -331,7 +349,12 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
             )
 
     def initialize(self, model, prepared, config, log) -> None:
-        """Load pretrained word vectors into the embedding when the config names a file."""
+        """Start the embedding and encoder from a language model, or the embedding from word vectors,
+        when the data section names one."""
+        if config.encoder_from is not None:
+            copied = copy_encoder(model, config.encoder_from)
+            log(f"embedding and encoder: {copied} tensors from the language model {config.encoder_from}")
+            return
         if config.vectors is None:
             return
         weight, found = read_vectors(config.vectors, prepared.codec.vocab, encoding=config.encoding)

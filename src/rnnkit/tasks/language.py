@@ -1,11 +1,11 @@
 """Language modelling: a plain-text corpus -> token ids on disk -> a LanguageModel over a token stream.
 
-The corpus is a text file (or ``dataset: bible_kjv``, the King James Bible that Debian's
-``bible-kjv`` package ships), split by position into training, validation and test parts at line
-breaks, each encoded chunk by chunk into a memory-mapped file of token ids, so a corpus larger than
-memory trains. The model reads ``batch_size`` rows of the stream in parallel with its state carried
-from batch to batch (truncated BPTT); the test part is scored with the state carried through it, in
-bits per character of the test text, beside what ``xz -9`` needs for the same text.
+The corpus is a text file (or a text a Debian package ships, :mod:`rnnkit.data.english`), split
+by position into training, validation and test parts at line breaks, each encoded chunk by chunk
+into a memory-mapped file of token ids, so a corpus larger than memory trains. The model reads
+``batch_size`` rows of the stream in parallel with its state carried from batch to batch
+(truncated BPTT); the test part is scored with the state carried through it, in bits per
+character of the test text, beside what ``xz -9`` needs for the same text.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,6 +23,7 @@ from pydantic import Field, model_validator
 
 from rnnkit.config import Config
 from rnnkit.data import TokenStream, corpus_chunks, encode_corpus
+from rnnkit.data.english import DATASETS, bible_kjv, gcide  # noqa: F401 (bible_kjv, gcide: re-exported)
 from rnnkit.data.vocab import TextCodec
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.files import cache_dir as shared_cache
@@ -41,7 +39,12 @@ class CorpusDataConfig(Config):
     path_keys: ClassVar = ("path", "cache_dir")  # relative paths in a config file are read from its folder
     kind: Literal["corpus"] = "corpus"
     path: str | None = Field(None, description="a plain-text file (relative to the config file)")
-    dataset: Literal["bible_kjv"] | None = Field(None, description="a text a package ships")
+    dataset: Literal["bible_kjv", "gcide"] | None = Field(
+        None,
+        description="a text a Debian package ships: bible_kjv (the King James Bible, bible-kjv) or gcide "
+        "(the definitions and quotations of the GNU Collaborative International Dictionary of English, "
+        "dict-gcide)",
+    )
     encoding: str = "utf-8"
     level: Literal["char", "word", "bpe"] = "char"
     lower: bool = False
@@ -78,51 +81,9 @@ def corpus_file(config: CorpusDataConfig) -> Path:
         if not path.is_file():
             raise DataError(f"corpus file {str(path)!r} does not exist")
         return path
-    if config.dataset == "bible_kjv":
-        return bible_kjv(cache_dir(config))
+    if config.dataset is not None:
+        return DATASETS[config.dataset](cache_dir(config))
     raise DataError("no corpus: set data.path (a text file) or data.dataset")
-
-
-def bible_kjv(directory: Path) -> Path:
-    """The King James Bible as plain text, one verse per line under chapter headings.
-
-    Extracted from Debian's ``bible-kjv-text`` with its reader ``bible`` (``apt-get install bible-kjv``,
-    which `make lm` runs), without the verse numbers and the reader's line wrapping.
-    """
-    path = directory / "bible_kjv.txt"
-    if path.is_file():
-        return path
-    program = shutil.which("bible") or next(
-        (p for p in ("/usr/bin/bible", "/usr/games/bible") if Path(p).is_file()), None
-    )
-    if program is None:
-        raise DataError(
-            "dataset bible_kjv needs Debian's bible-kjv package: apt-get install bible-kjv "
-            "(or run `make lm`, which installs it)"
-        )
-    raw = subprocess.run(
-        [program, "gen1:1-rev22:21"], capture_output=True, text=True, check=True, env={"COLUMNS": "80"}
-    ).stdout
-    verses: list[str] = []
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        number = re.match(r"^\s+\d+ (.*)$", line)
-        if number:
-            verses.append(number.group(1).strip())
-        elif line.startswith(" ") and verses:
-            verses[-1] += " " + line.strip()
-        elif re.match(r"^\S.* \d+$", line):  # a chapter heading, e.g. "Genesis 1"
-            verses.append(line.strip())
-        elif verses:
-            verses[-1] += " " + line.strip()
-    if len(verses) < 30000:
-        raise DataError(f"{program} printed {len(verses)} verses, expected about 31,000: reinstall bible-kjv")
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(verses) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def split_corpus(path: Path, config: CorpusDataConfig, out: Path) -> dict[str, Path]:
