@@ -11,7 +11,7 @@ from rnnkit.models import ClassifierConfig, SequenceClassifier, build_model
 from rnnkit.models.encoder import Pooling, final_states
 
 V, C = 20, 3
-POOLINGS = ["last", "mean", "max", "attention"]
+POOLINGS = ["last", "mean", "max", "attention", "concat"]
 
 
 def make(**options) -> SequenceClassifier:
@@ -101,6 +101,20 @@ def test_mean_and_max_pooling_over_real_steps_only():
     torch.testing.assert_close(mean, torch.stack([outputs[0, :3].mean(0), outputs[1].mean(0)]))
     largest = Pooling("max", 4)(RNNOutput(outputs, None), mask)[0]
     assert torch.equal(largest, torch.stack([outputs[0, :3].amax(0), outputs[1].amax(0)]))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_concat_pooling_is_last_max_and_mean_side_by_side(bidirectional):
+    model = make(pooling="concat", bidirectional=bidirectional, num_layers=2).double().eval()
+    K = 2 if bidirectional else 1
+    assert model.pooling.size == 3 * K * 5 == model.head.in_features
+    tokens, lengths = padded(texts([4, 1, 7]), 7)
+    encoded = model.encoder(model.embedding(tokens), lengths=lengths)
+    mask = torch.arange(7)[None] < lengths[:, None]  # (B, T)
+    kinds = [Pooling(kind, K * 5, K)(encoded, mask)[0] for kind in ("last", "max", "mean")]
+    pooled, weights = model.pooling(encoded, mask)
+    assert weights is None and torch.equal(pooled, torch.cat(kinds, -1))
+    torch.testing.assert_close(model(tokens, lengths).logits, model.head(pooled), rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- heads and losses
@@ -201,11 +215,12 @@ def test_load_embeddings_wrong_shape_names_both():
 # ---------------------------------------------------------------- contract and config
 
 
-def test_registered_and_config_round_trips():
-    model = build_model({"name": "classifier", "vocab_size": 9, "num_classes": 4, "pooling": "attention"})
+@pytest.mark.parametrize("options", [{"pooling": "attention"}, {"pooling": "concat"}])
+def test_registered_and_config_round_trips(options):
+    model = build_model({"name": "classifier", "vocab_size": 9, "num_classes": 4, **options})
     assert isinstance(model, SequenceClassifier)
     again = validate(ClassifierConfig, model.config.model_dump())
-    assert again == model.config
+    assert again == model.config and again.pooling == options["pooling"]
     assert model.initial_state(3) is None
 
 
@@ -270,7 +285,7 @@ def test_lengths_are_checked():
         make()(torch.ones(2, 3, dtype=torch.long), lengths=[3, 4])
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_reading_on_in_pieces_gives_what_reading_the_whole_gives(pooling):
     torch.manual_seed(0)
     keys = {"vocab_size": 30, "num_classes": 3, "head": "multiclass", "hidden_size": 8, "embedding_dim": 6}

@@ -1,6 +1,7 @@
 """Learning-rate schedules and optimisers built from their configs.
 
-Each rule is checked against its closed form, and plateau against torch's ReduceLROnPlateau.
+Each rule is checked against its closed form (slanted triangular against worked values of ULMFiT's
+eq. 3), plateau against torch's ReduceLROnPlateau, and groups of different rates keep their ratios.
 """
 
 from __future__ import annotations
@@ -68,6 +69,70 @@ def test_cosine_anneals_monotonically_to_min_lr_at_total_steps(warmup, min_lr):
     for t in (span // 4, span // 2):  # Loshchilov & Hutter (2017), eq. 5
         want = min_lr + (BASE - min_lr) * 0.5 * (1 + math.cos(math.pi * t / span))
         assert s.set(warmup + t) == pytest.approx(want, rel=1e-12)
+
+
+# ---------------------------------------------------------------- slanted triangular (ULMFiT)
+
+
+@pytest.mark.parametrize(
+    ("total", "cut_frac", "ratio", "steps_and_shares"),
+    [  # Howard & Ruder (2018), eq. 3, worked by hand: cut = floor(T * cut_frac)
+        (100, 0.1, 32, [(0, 1 / 32), (5, 16.5 / 32), (10, 1.0), (55, 16.5 / 32), (100, 1 / 32)]),
+        (50, 0.2, 10, [(0, 0.1), (4, 0.46), (10, 1.0), (30, 0.55), (50, 0.1)]),
+    ],
+)
+def test_slanted_triangular_follows_eq_3(total, cut_frac, ratio, steps_and_shares):
+    s = schedule(total_steps=total, name="slanted_triangular", cut_frac=cut_frac, ratio=ratio)
+    steps, shares = zip(*steps_and_shares, strict=True)
+    assert rates(s, steps) == pytest.approx([BASE * share for share in shares], rel=1e-12)
+
+
+def test_slanted_triangular_rises_then_falls_and_stays_at_its_floor_past_the_budget():
+    s = schedule(total_steps=40, name="slanted_triangular")  # cut_frac 0.1, ratio 32: cut = 4
+    got = rates(s, range(50))
+    assert all(a < b for a, b in itertools.pairwise(got[:5]))
+    assert all(a > b for a, b in itertools.pairwise(got[4:41]))
+    assert got[40:] == pytest.approx([BASE / 32] * 10, rel=1e-12)
+
+
+def test_slanted_triangular_on_a_run_shorter_than_one_over_cut_frac_peaks_at_step_1():
+    s = schedule(total_steps=5, name="slanted_triangular", ratio=4)  # floor(0.5) = 0: cut is 1
+    assert rates(s, [0, 1]) == pytest.approx([BASE / 4, BASE])
+
+
+def test_slanted_triangular_refuses_a_warm_up_of_its_own():
+    with pytest.raises(ConfigError, match=r"slanted_triangular warms up by itself.*warmup_steps to 0"):
+        validate(ScheduleConfig, {"name": "slanted_triangular", "warmup_steps": 10})
+
+
+# ---------------------------------------------------------------- groups of different rates
+
+
+def grouped(name: str, **options) -> LRSchedule:
+    """Three groups at BASE / 2.6 ** depth, as discriminative rates make them; the top group last."""
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": BASE / 2.6**d} for d in (2, 1, 0)]
+    return LRSchedule(torch.optim.SGD(groups, BASE), ScheduleConfig(name=name, **options), 30)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("constant", {"warmup_steps": 3}),
+        ("step", {"step_size": 4, "gamma": 0.5}),
+        ("cosine", {"min_lr": 0.05}),
+        ("plateau", {"patience": 0, "min_lr": 0.1}),
+        ("slanted_triangular", {}),
+    ],
+)
+def test_every_group_is_scaled_by_the_same_factor(name, options):
+    s, alone = grouped(name, **options), schedule(total_steps=30, name=name, **options)
+    for step in range(0, 40, 3):
+        s.observe(1.0)  # plateau: no improvement after the first
+        alone.observe(1.0)
+        top = s.set(step)
+        assert top == pytest.approx(alone.set(step), rel=1e-12)  # min_lr is the top group's floor
+        got = [group["lr"] for group in s.optimizer.param_groups]
+        assert got == pytest.approx([top / 2.6**2, top / 2.6, top], rel=1e-12)
 
 
 # ---------------------------------------------------------------- plateau
@@ -140,9 +205,10 @@ def test_state_dict_round_trip():
     assert s.set(4) < BASE
 
 
-def test_state_dict_carries_the_cosine_budget():
-    s = schedule(total_steps=20, name="cosine")
-    restored = schedule(total_steps=999, name="cosine")
+@pytest.mark.parametrize("name", ["cosine", "slanted_triangular"])
+def test_state_dict_carries_the_budget(name):
+    s = schedule(total_steps=20, name=name)
+    restored = schedule(total_steps=999, name=name)  # a resumed run may count its steps otherwise
     restored.load_state_dict(s.state_dict())
     assert rates(restored, range(25)) == rates(s, range(25))
 
@@ -185,6 +251,14 @@ def test_make_optimizer_picks_the_class_and_hyper_parameters(options, cls, hyper
     assert group["params"] == params
 
 
+def test_make_optimizer_takes_groups_with_their_own_rates():
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01 / 2.6}]
+    groups.append({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01})
+    optimizer = make_optimizer(groups, OptimizerConfig(name="adamw", lr=0.01, weight_decay=0.1))
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01 / 2.6, 0.01]
+    assert all(g["weight_decay"] == 0.1 for g in optimizer.param_groups)
+
+
 def test_default_optimizer_is_adam():
     optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))], OptimizerConfig())
     assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 1e-3
@@ -202,8 +276,19 @@ def test_nesterov_needs_sgd_with_momentum(options):
 
 @pytest.mark.parametrize(
     ("options", "key"),
-    [({"factor": 1.0}, "factor"), ({"step_size": 0}, "step_size"), ({"name": "linear"}, "name")],
+    [
+        ({"factor": 1.0}, "factor"),
+        ({"step_size": 0}, "step_size"),
+        ({"name": "linear"}, "name"),
+        ({"cut_frac": 1.0}, "cut_frac"),
+        ({"ratio": 0.5}, "ratio"),
+    ],
 )
 def test_schedule_config_refuses_bad_values(options, key):
     with pytest.raises(ConfigError, match=key):
         validate(ScheduleConfig, options)
+
+
+def test_discriminative_must_not_raise_the_lower_groups_rates():
+    with pytest.raises(ConfigError, match="discriminative"):
+        validate(OptimizerConfig, {"discriminative": 0.5})

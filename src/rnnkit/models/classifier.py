@@ -10,6 +10,10 @@ Heads: "binary" (one logit, P(class 1) by a sigmoid, binary cross-entropy; num_c
 binary cross-entropy against a multi-hot (B, C) target). Pooling reads real steps only, so with
 ``lengths`` a text's prediction does not depend on what else is in its batch.
 
+ULMFiT (Howard & Ruder 2018): ``pooling="concat"`` gives the head [last, max, mean] (3F wide), and
+:meth:`SequenceClassifier.layer_groups` offers the layer groups that ``train.optimizer.discriminative``
+and ``train.gradual_unfreezing`` work on.
+
 Over numbers instead of ids (recordings of sensor channels): ``input_size`` replaces ``vocab_size``
 and inputs are (B, T, input_size) floats. Two options for such recordings: ``conv_channels`` puts
 Conv1d blocks before the recurrence (the recurrent-convolutional design), and ``chunk_size`` makes
@@ -20,7 +24,8 @@ prediction independent of its batch's padding (tested).
     model = build_model({"name": "classifier", "input_size": 6, "num_classes": 4,
                          "conv_channels": [32, 32], "chunk_size": 20})
 
-Shape letters as in :mod:`rnnkit`, plus E = embedding_dim, C = num_classes and F = K*H (pooled size).
+Shape letters as in :mod:`rnnkit`, plus E = embedding_dim, C = num_classes and F = K*H (pooled size;
+the head reads 3F under concat pooling).
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ from rnnkit.checks import check_lengths
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.functional.masking import lengths_to_mask
 from rnnkit.layers.regularization import EmbeddingDropout
-from rnnkit.models.encoder import EncoderConfig, Pooling, check_tokens, final_states
+from rnnkit.models.encoder import (
+    EncoderConfig,
+    Pooling,
+    check_tokens,
+    encoder_layers,
+    final_states,
+    group_parameters,
+)
 from rnnkit.models.registry import register_model
 
 
@@ -71,7 +83,11 @@ class ClassifierConfig(EncoderConfig):
     )
     embedding_dropout: float = Field(0.0, ge=0, lt=1)
     output_dropout: float = Field(0.0, ge=0, lt=1)
-    pooling: Literal["last", "mean", "max", "attention"] = "last"
+    pooling: Literal["last", "mean", "max", "attention", "concat"] = Field(
+        "last",
+        description="over time: last state, mean, max, attention, or concat = [last, max, mean] "
+        "(ULMFiT; the head reads 3 x K*H)",
+    )
     head: Literal["binary", "multiclass", "multilabel"] = "multiclass"
 
     @model_validator(mode="after")
@@ -149,11 +165,20 @@ class SequenceClassifier(nn.Module):
         self.upper = c.encoder(K * c.hidden_size) if c.chunk_size else None  # over the chunks' summaries
         self.pooling = Pooling(c.pooling, K * c.hidden_size, K)
         self.output_dropout = nn.Dropout(c.output_dropout)
-        self.head = nn.Linear(K * c.hidden_size, 1 if c.head == "binary" else c.num_classes)
+        self.head = nn.Linear(self.pooling.size, 1 if c.head == "binary" else c.num_classes)
 
     def initial_state(self, batch_size: int) -> None:
         """None: a classifier reads each text whole and carries no state from batch to batch."""
         return None
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters bottom to top, for ULMFiT's discriminative rates and gradual unfreezing
+        (:mod:`rnnkit.train.finetune`): the front end (embedding, conv blocks), each encoder layer
+        (both directions of a bidirectional one), each layer over the chunks (``chunk_size``), then
+        pooling and head. Each parameter once; a numeric model without conv blocks has no front end."""
+        upper = [] if self.upper is None else encoder_layers(self.upper)
+        layers = [[layer] for layer in [*encoder_layers(self.encoder), *upper]]
+        return group_parameters([[self.embedding, self.conv], *layers, [self.pooling, self.head]])
 
     def forward(self, tokens: Tensor, lengths=None) -> ClassifierOutput:
         """tokens (B, T) ids, or (B, T, input_size) numbers for a numeric classifier."""
@@ -171,7 +196,7 @@ class SequenceClassifier(nn.Module):
             encoded = self.encoder(x, lengths=lengths)  # outputs (B, T, K*H)
         else:
             encoded, mask = self._hierarchy(x, lengths)  # outputs (B, N, K*H) over N chunks
-        pooled, attention = self.pooling(encoded, mask)  # (B, F), (B, T) or None
+        pooled, attention = self.pooling(encoded, mask)  # (B, F) (3F for concat), (B, T) or None
         logits = self.head(self.output_dropout(pooled))  # (B, 1) or (B, C)
         return ClassifierOutput(logits.squeeze(-1) if self.config.head == "binary" else logits, attention)
 

@@ -5,6 +5,7 @@
     out = encoder(x, lengths=lengths)                  # x (B, T, 128) -> outputs (B, T, 2 * 64)
     last = final_states(out.state, num_directions=2)   # (B, 2 * 64): each direction's final h
     pooled, weights = Pooling("attention", 128)(out, mask)   # (B, 128), weights (B, T)
+    groups = group_parameters([[embedding], *([layer] for layer in encoder_layers(encoder)), [head]])
 
 Cells: "rnn", "lstm", "gru" (:class:`rnnkit.RNN` and friends, with layer norm, recurrent dropout,
 zoneout and initialisers) and "mingru", "minlstm" (:class:`rnnkit.MinGRU`, :class:`rnnkit.MinLSTM`,
@@ -26,7 +27,7 @@ from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, RNNOutput
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM}
 MINIMAL = ("mingru", "minlstm")
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "attention", "concat")
 
 
 def check_encoder_options(
@@ -228,7 +229,10 @@ class Pooling(nn.Module):
     """An encoder's outputs -> one vector per sequence, reading real steps only.
 
     kinds: "last" (:func:`final_states`), "mean" and "max" over the real steps, "attention"
-    (:class:`AttentionPooling`, whose weights are returned; None for the other kinds).
+    (:class:`AttentionPooling`, whose weights are returned; None for the other kinds), and "concat":
+    [last, max, mean] side by side, ULMFiT's head input (Howard & Ruder 2018, sec. 3.3).
+
+    Attributes: size: the pooled width, F (3F for "concat"), what a head reads.
     """
 
     def __init__(self, kind: str, size: int, num_directions: int = 1) -> None:
@@ -236,22 +240,53 @@ class Pooling(nn.Module):
         if kind not in POOLINGS:
             raise unknown_name("pooling", kind, POOLINGS)
         self.kind, self.num_directions = kind, num_directions
+        self.size = 3 * size if kind == "concat" else size
         self.attention = AttentionPooling(size) if kind == "attention" else None
 
     def forward(self, encoded: RNNOutput, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """encoded outputs (B, T, F), mask (B, T) or None -> (pooled (B, F), weights (B, T) or None)."""
-        outputs = encoded.outputs
-        if self.kind == "last":
-            return final_states(encoded.state, self.num_directions), None
+        """encoded outputs (B, T, F), mask (B, T) or None -> (pooled (B, size), weights (B, T) or None)."""
         if self.kind == "attention":
-            return self.attention(outputs, mask)
+            return self.attention(encoded.outputs, mask)
+        if self.kind == "concat":
+            parts = [self._pool(kind, encoded, mask) for kind in ("last", "max", "mean")]
+            return torch.cat(parts, -1), None  # (B, 3F)
+        return self._pool(self.kind, encoded, mask), None
+
+    def _pool(self, kind: str, encoded: RNNOutput, mask: Tensor | None) -> Tensor:
+        """One of "last", "mean", "max": (B, F)."""
+        outputs = encoded.outputs
+        if kind == "last":
+            return final_states(encoded.state, self.num_directions)
         if mask is None:
-            return (outputs.mean(1) if self.kind == "mean" else outputs.amax(1)), None
+            return outputs.mean(1) if kind == "mean" else outputs.amax(1)
         real = mask.unsqueeze(-1)  # (B, T, 1)
-        if self.kind == "mean":
+        if kind == "mean":
             total = outputs.masked_fill(~real, 0.0).sum(1)  # (B, F)
-            return total / real.sum(1).to(outputs.dtype), None
-        return outputs.masked_fill(~real, -torch.inf).amax(1), None  # (B, F)
+            return total / real.sum(1).to(outputs.dtype)
+        return outputs.masked_fill(~real, -torch.inf).amax(1)  # (B, F)
 
     def extra_repr(self) -> str:
         return repr(self.kind)
+
+
+def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The layers of an encoder from :func:`build_encoder`, bottom to top; a bidirectional layer is
+    one module holding both directions."""
+    return list(encoder.stack.layers)
+
+
+def group_parameters(groups: list[list[nn.Module | None]]) -> list[list[nn.Parameter]]:
+    """Each group's parameters (groups of modules, bottom to top; None skipped), for a model's
+    ``layer_groups()``: a parameter shared by two groups (tied weights) counts in the lower one only,
+    and groups left empty are dropped."""
+    seen: set[int] = set()
+    result = []
+    for modules in groups:
+        fresh = []
+        for p in (p for m in modules if m is not None for p in m.parameters()):
+            if id(p) not in seen:
+                seen.add(id(p))
+                fresh.append(p)
+        if fresh:
+            result.append(fresh)
+    return result

@@ -57,7 +57,7 @@ from rnnkit.functional.masking import lengths_to_mask
 from rnnkit.layers.recurrent import split_state, stack_states
 from rnnkit.layers.regularization import EmbeddingDropout, LockedDropout, weight_dropped
 from rnnkit.models.conditioning import ConditionedState, Conditioning
-from rnnkit.models.encoder import MINIMAL, RecurrentConfig, build_encoder, check_tokens
+from rnnkit.models.encoder import MINIMAL, RecurrentConfig, build_encoder, check_tokens, group_parameters
 from rnnkit.models.registry import register_model
 
 IGNORE = -100  # the target cross_entropy skips
@@ -177,6 +177,17 @@ class LanguageModel(nn.Module):
     def initial_state(self, batch_size: int) -> NamedTuple:
         """Zeros: fields (L, B, H), layer 0 first (a conditioned model starts from :meth:`start`)."""
         return stack_states([layer.initial_state(batch_size) for layer in self.layers])
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters bottom to top, for ULMFiT's discriminative rates and gradual unfreezing
+        (:mod:`rnnkit.train.finetune`): the embedding (and the conditioning, which also feeds the
+        layers), each recurrent layer, then the output (projection, decoder). A tied decoder weight
+        is the embedding's and counts there, once; the top group then holds the projection and the
+        decoder's bias (fastai's ULMFiT instead puts the tied embedding in the top group)."""
+        layers = [[layer] for layer in self.layers]
+        return group_parameters(
+            [[self.embedding, self.conditioning], *layers, [self.projection, self.decoder]]
+        )
 
     def start(self, condition: Tensor) -> ConditionedState:
         """A conditioned model's start for each row's condition: (B, C) floats or (B,) class ids."""

@@ -115,9 +115,17 @@ def mean_if_finite(value: torch.Tensor, info: Dist) -> float | None:
     return None if packed[1] > 0 else float(packed[0]) / info.world_size
 
 
-def wrap(model: nn.Module, info: Dist, checkpoint_every: int | None = None) -> nn.Module:
+def wrap(
+    model: nn.Module, info: Dist, checkpoint_every: int | None = None, find_unused: bool = False
+) -> nn.Module:
+    """``model`` as a :class:`LossModule`, in DistributedDataParallel when several processes train.
+
+    ``find_unused``: parameters may get no gradient in a step (gradual unfreezing sets
+    ``requires_grad`` False after wrapping); DDP then looks for them after each forward instead of
+    waiting for their gradients forever, and leaves their ``grad`` None on every process.
+    """
     module = LossModule(model, checkpoint_every)
     if not info.enabled:
         return module
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)

@@ -19,7 +19,7 @@ def evaluate_and_log(trainer: Trainer, val: Data | None) -> None:
     row: dict[str, Any] = {
         "step": trainer.step,
         "epoch": trainer.epoch,
-        "lr": trainer.optimizer.param_groups[0]["lr"],
+        "lr": trainer.optimizer.param_groups[-1]["lr"],  # the top layer group's (discriminative rates)
     }
     if trainer._loss_count:
         row["train_loss"] = trainer._loss_sum / trainer._loss_count

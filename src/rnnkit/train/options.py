@@ -1,4 +1,6 @@
-"""The trainer's typed config: optimiser, schedule, clipping, early stopping, checkpoints."""
+"""The trainer's typed config: optimiser, schedule, clipping, early stopping, checkpoints, and ULMFiT's
+fine-tuning recipe (Howard & Ruder 2018): discriminative rates, slanted triangular rates, gradual
+unfreezing; each off by default."""
 
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ class OptimizerConfig(Config):
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
     nesterov: bool = Field(False, description="sgd, needs momentum > 0")
     betas: tuple[float, float] = (0.9, 0.999)
+    discriminative: float | None = Field(
+        None,
+        ge=1,
+        description="ULMFiT's discriminative rates: the model's top layer group learns at lr, each group "
+        "below at lr / discriminative ** depth (2.6 in Howard & Ruder 2018); None: one rate for all",
+    )
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -25,15 +33,31 @@ class OptimizerConfig(Config):
 
 
 class ScheduleConfig(Config):
-    """Learning rate per optimiser step: linear warm-up, then constant, step decay, cosine or plateau."""
+    """Learning rate per optimiser step: linear warm-up, then constant, step decay, cosine or plateau;
+    or slanted triangular (ULMFiT), which warms up by itself."""
 
-    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    name: Literal["constant", "step", "cosine", "plateau", "slanted_triangular"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     step_size: int = Field(1000, gt=0, description="step: decay every this many steps")
     gamma: float = Field(0.1, gt=0, description="step: multiply the rate by this")
     min_lr: float = Field(0.0, ge=0, description="cosine: final rate; plateau: lowest rate")
     factor: float = Field(0.5, gt=0, lt=1, description="plateau: multiply the rate by this")
     patience: int = Field(2, ge=0, description="plateau: evaluations without improvement")
+    cut_frac: float = Field(
+        0.1, gt=0, lt=1, description="slanted_triangular: the share of the steps over which the rate rises"
+    )
+    ratio: float = Field(
+        32.0, ge=1, description="slanted_triangular: how many times the peak rate exceeds the lowest"
+    )
+
+    @model_validator(mode="after")
+    def _one_warm_up(self):
+        if self.name == "slanted_triangular" and self.warmup_steps:
+            raise ValueError(
+                "slanted_triangular warms up by itself over the first cut_frac of the steps: set "
+                "train.schedule.warmup_steps to 0"
+            )
+        return self
 
 
 class EarlyStoppingConfig(Config):
@@ -75,6 +99,11 @@ class TrainConfig(Config):
     progress: bool = True
     tensorboard: bool = True
     num_workers: int = Field(0, ge=0)
+    gradual_unfreezing: bool = Field(
+        False,
+        description="ULMFiT: epoch 0 trains the model's top layer group only, each later epoch one more "
+        "group down, until all train",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_cut_time(self):

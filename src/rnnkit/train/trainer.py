@@ -2,7 +2,8 @@
 
 A task model offers ``loss(inputs, targets, lengths=None, state=None) -> (loss, state)`` and
 ``initial_state(batch_size)`` whose state is a named tuple of tensors with the batch along dim 1
-(torch's (L*K, B, H) layout). Nothing else here knows what the model does.
+(torch's (L*K, B, H) layout). Nothing else here knows what the model does (ULMFiT's options also
+read its ``layer_groups()``).
 
 Truncated BPTT lives here, once: with ``tbptt=k`` every batch is cut along time into chunks of k
 steps, each chunk is one backward pass, and the state goes on to the next chunk detached. Batches
@@ -11,8 +12,9 @@ reset row by row where the stream's ``reset`` mask says a sequence starts.
 
 The rest of what the trainer does lives beside it: the data order, TBPTT chunks and step count in
 :mod:`~rnnkit.train.batches`, the history and early stopping in :mod:`~rnnkit.train.evaluation`, the
-NaN guard in :mod:`~rnnkit.train.nonfinite`, and the checkpoint of its whole state (with the
-fallback to the previous one on resume) in :mod:`~rnnkit.train.trainer_state`.
+NaN guard in :mod:`~rnnkit.train.nonfinite`, ULMFiT's discriminative rates and gradual unfreezing
+in :mod:`~rnnkit.train.finetune`, and the checkpoint of its whole state (with the fallback to the
+previous one on resume) in :mod:`~rnnkit.train.trainer_state`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.utils.data import DataLoader
 from rnnkit.data import Batch, Stream, stack_pairs
 from rnnkit.errors import ConfigError
 from rnnkit.runtime import seed_everything
-from rnnkit.train import checkpoint, distributed, evaluation, nonfinite, trainer_state
+from rnnkit.train import checkpoint, distributed, evaluation, finetune, nonfinite, trainer_state
 from rnnkit.train.batches import Data, count_steps, epoch_order, tbptt_chunks
 from rnnkit.train.callbacks import Callback, default_callbacks
 from rnnkit.train.options import TrainConfig
@@ -62,7 +64,10 @@ class Trainer:
             )
         self.device = self.dist.device
         self.model = model.to(self.device)
-        self.module = distributed.wrap(self.model, self.dist, config.checkpoint_activations)
+        self.unfreezing = finetune.GradualUnfreezing(self.model) if config.gradual_unfreezing else None
+        self.module = distributed.wrap(
+            self.model, self.dist, config.checkpoint_activations, find_unused=config.gradual_unfreezing
+        )
         self.run_dir = None if run_dir is None else Path(run_dir)
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +76,8 @@ class Trainer:
         self.callbacks = (callbacks or []) if self.dist.is_main else []
         if config.nan_policy == "restore" and self.run_dir is None:
             raise ConfigError("train.nan_policy 'restore' needs a run directory to keep checkpoints in")
-        self.optimizer = make_optimizer(self.model.parameters(), config.optimizer)
+        params = finetune.optimizer_params(self.model, config.optimizer)  # groups for discriminative rates
+        self.optimizer = make_optimizer(params, config.optimizer)
         self.writer = checkpoint.Writer()  # checkpoints reach the disk in the background
         self.amp_dtype = None
         if config.amp and self.device.type == "cuda":
@@ -106,6 +112,8 @@ class Trainer:
             callback.on_train_start(self)
         try:
             while not self._finished():
+                if self.unfreezing is not None:
+                    self.unfreezing.apply(self.epoch)
                 for index, batch in self._epoch_batches(train):
                     self.batch_index = index
                     self._run_batch(batch, val)
@@ -114,6 +122,8 @@ class Trainer:
                 else:
                     self._end_epoch(val)
         finally:
+            if self.unfreezing is not None:
+                self.unfreezing.release()
             for callback in self.callbacks:
                 callback.on_train_end(self)
             self.writer.wait(raise_failure=False)  # what was saved is on disk before any message
