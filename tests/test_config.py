@@ -449,3 +449,42 @@ def apply_overrides_to_file(path: Path, tmp_path: Path, *overrides: str) -> Path
     out = tmp_path / f"edited-{path.name}"
     out.write_text(yaml.safe_dump(apply_overrides(read_yaml(path), overrides)))
     return out
+
+
+IF_MISSING = """
+task: forecast
+data: {synthetic: sine, lookback: 10}
+model: {hidden_size: 32, num_layers: 2}
+train: {epochs: 3}
+if_missing:
+  path: pretrained/bundle
+  hint: make pretrained makes it
+  model: {hidden_size: 8, num_layers: null}
+  train: {epochs: 1}
+"""
+
+
+def test_if_missing_keys_apply_only_while_the_file_is_missing(tmp_path):
+    (tmp_path / "run.yaml").write_text(IF_MISSING)
+    config = load_run_config(tmp_path / "run.yaml")
+    assert config.model["hidden_size"] == 8 and "num_layers" not in config.model  # null removes the key
+    assert config.train.epochs == 1
+    assert config.notes == [
+        f"{tmp_path / 'pretrained' / 'bundle'} is missing: run.yaml's if_missing keys apply "
+        "(make pretrained makes it)"
+    ]
+    (tmp_path / "pretrained" / "bundle").mkdir(parents=True)
+    config = load_run_config(tmp_path / "run.yaml")
+    assert config.model["hidden_size"] == 32 and config.model["num_layers"] == 2 and config.train.epochs == 3
+    assert "if_missing" not in config.model_dump() and "notes" not in config.model_dump()
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [("if_missing: {hint: x}", r"if_missing must be a mapping with a path"),
+     ("if_missing: {path: x, modle: {}}", r"if_missing.modle: expected path, hint, data, model, train")],
+)  # fmt: skip
+def test_a_bad_if_missing_section_is_named(tmp_path, section, message):
+    (tmp_path / "run.yaml").write_text("task: forecast\ndata: {synthetic: sine}\n" + section)
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(tmp_path / "run.yaml")

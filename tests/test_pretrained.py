@@ -10,6 +10,7 @@ import torch
 from helpers import write_run_config
 
 import rnnkit
+from rnnkit.bundle import read_bundle_config
 from rnnkit.errors import ConfigError
 from rnnkit.models import build_model
 from rnnkit.run import load_run_config, train_run
@@ -110,3 +111,118 @@ def test_a_bundle_of_another_task_is_refused(tmp_path, language_model):
         train_run(
             write_run_config(tmp_path / "again", "classify", data, {}, {"epochs": 1}), log=lambda _: None
         )
+
+
+def test_a_classifier_of_another_vocabulary_is_refused(language_model):
+    lm = rnnkit.load(language_model).model
+    classifier = build_model({"name": "classifier", "vocab_size": lm.config.vocab_size + 3, "num_classes": 2,
+                              "embedding_dim": 8, "hidden_size": 8, "num_layers": 2})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"embedding.weight .* has no place in this classifier"):
+        copy_encoder(classifier, str(language_model))
+
+
+# ULMFiT's second stage: a language model trained on from a bundle (data.start_from), and the
+# classifier's data.adapt, which makes that run on the task's own texts before fine-tuning.
+
+
+def lm_data(tmp_path, language_model, text="the good film\nthe bad plot\n" * 40):
+    (tmp_path / "more.txt").write_text(text)
+    return {"path": str(tmp_path / "more.txt"), "start_from": str(language_model), "seq_len": 5,
+            "test": 0.2, "validation": 0.1, "eval_rows": 2, "cache_dir": str(tmp_path / "cache"),
+            "level": "char"}  # fmt: skip
+
+
+def test_a_language_model_trains_on_from_a_bundle_with_its_codec_and_every_weight(tmp_path, language_model):
+    said, source = [], rnnkit.load(language_model)
+    train = {"epochs": 1, "batch_size": 4, "max_steps": 1}
+    data = lm_data(tmp_path, language_model)
+    config = write_run_config(tmp_path, "language_model", data, {"hidden_dropout": 0.3}, train)
+    from rnnkit.run import resolve_model
+    from rnnkit.tasks import get_task
+
+    task = get_task("language_model")
+    prepared = task.prepare(config.data, batch_size=4)
+    assert prepared.preprocessing["codec"] == source.preprocessing["codec"]  # level: char ignored
+    model = build_model(resolve_model(config, prepared))
+    task.initialize(model, prepared, config.data, said.append)
+    assert said == [f"all 11 tensors from the language model {language_model}"]
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert model.config.hidden_dropout == 0.3 and model.config.weight_drop == 0.2  # dropouts free, kept
+    train_run(config, log=lambda _: None)
+    trained = rnnkit.load(tmp_path / "run" / "bundle")
+    assert trained.preprocessing["codec"] == source.preprocessing["codec"]
+    assert not torch.equal(trained.model.embedding.weight, source.model.embedding.weight)
+
+
+def test_a_language_model_of_other_sizes_cannot_start_from_the_bundle(tmp_path, language_model):
+    with pytest.raises(ConfigError, match=r"model.hidden_size is fixed by the data section to 8"):
+        write_run_config(tmp_path, "language_model", lm_data(tmp_path, language_model), {"hidden_size": 16})
+
+
+def test_adapting_trains_the_language_model_on_the_training_texts_then_the_classifier_from_it(
+    tmp_path, language_model
+):
+    (tmp_path / "unlabelled.txt").write_text("a long dull scene\n\na short fine plot\n")
+    data = {"path": reviews(tmp_path), "encoder_from": str(language_model), "test": 0.25,
+            "unlabelled_path": "unlabelled.txt",
+            "adapt": {"epochs": 1, "batch_size": 2, "seq_len": 5}}  # fmt: skip
+    train = {"epochs": 1, "batch_size": 8}
+    config = write_run_config(tmp_path, "classify", data, {"pooling": "concat"}, train)
+    said = []
+    metrics = train_run(config, log=said.append)
+    stage = tmp_path / "run" / "language_model"
+    from rnnkit.tasks import get_task
+
+    prepared = get_task("classify").prepare(config.data)
+    texts = (stage / "texts.txt").read_text().splitlines()
+    assert texts == [*prepared.texts["train"].texts, "a long dull scene", "a short fine plot"]
+    said_first = f"adapting the language model {language_model} to {len(texts)} of the task's texts ({stage})"
+    assert said_first in said
+    assert not set(texts) & set(prepared.texts["test"].texts)  # no test text reaches the language model
+    adapted = rnnkit.load(stage / "bundle")
+    assert adapted.preprocessing["codec"] == rnnkit.load(language_model).preprocessing["codec"]
+    saved = read_bundle_config(tmp_path / "run" / "bundle")["data"]
+    assert saved["encoder_from"] == str(stage / "bundle") and saved["adapt"]["epochs"] == 0
+    assert saved["unlabelled_path"] is None
+    assert "accuracy" in metrics["model"]
+
+
+def test_resuming_reuses_the_adapted_language_model(tmp_path, language_model):
+    data = {"path": reviews(tmp_path), "encoder_from": str(language_model),
+            "adapt": {"epochs": 1, "batch_size": 2, "seq_len": 5}}  # fmt: skip
+    config = write_run_config(tmp_path, "classify", data, {}, {"epochs": 1, "batch_size": 8})
+    train_run(config, log=lambda _: None)
+    stamp = (tmp_path / "run" / "language_model" / "bundle" / "model.safetensors").stat().st_mtime_ns
+    said = []
+    train_run(config, resume=True, log=said.append)
+    assert any("done before" in line for line in said)
+    assert (tmp_path / "run" / "language_model" / "bundle" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"adapt": {"epochs": 1}}, r"data.adapt trains the language model of data.encoder_from: set it"),
+        ({"unlabelled_path": "u.txt"}, r"data.unlabelled_path is read only to adapt the language model"),
+    ],
+)
+def test_adapt_options_without_their_counterpart_are_refused(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message):
+        write_run_config(tmp_path, "classify", {"path": reviews(tmp_path), **data}, {}, {"epochs": 1})
+
+
+def test_unlabelled_texts_are_read_from_text_tables_and_folders(tmp_path):
+    from rnnkit.errors import DataError
+    from rnnkit.tasks.classify import read_unlabelled
+
+    (tmp_path / "a.txt").write_text("one\n\ntwo\n")
+    (tmp_path / "b.jsonl").write_text('{"review": "three"}\n{"review": "four"}\n')
+    (tmp_path / "unsup" / "x").mkdir(parents=True)
+    (tmp_path / "unsup" / "1.txt").write_text("five\nlines\n")
+    (tmp_path / "unsup" / "x" / "2.txt").write_text("six")
+    assert read_unlabelled(str(tmp_path / "a.txt")) == ["one", "two"]
+    assert read_unlabelled(str(tmp_path / "b.jsonl"), "review") == ["three", "four"]
+    assert read_unlabelled(str(tmp_path / "unsup")) == ["five\nlines", "six"]
+    with pytest.raises(DataError, match=r"data.unlabelled_path: .*nothing.txt does not exist"):
+        read_unlabelled(str(tmp_path / "nothing.txt"))

@@ -26,7 +26,7 @@ from rnnkit.files import locked
 from rnnkit.models import build_model, config_class
 from rnnkit.refit import EvaluateConfig, refit_forecasts
 from rnnkit.runtime import seed_everything
-from rnnkit.tasks import BUILT_IN_TASKS, Prepared, Task, get_task
+from rnnkit.tasks import BUILT_IN_TASKS, Prelude, Prepared, Task, get_task
 from rnnkit.train import distributed
 from rnnkit.train.options import TrainConfig
 from rnnkit.train.trainer import Trainer
@@ -45,6 +45,10 @@ class RunConfig(Config):
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    notes: list[str] = Field(default_factory=list, exclude=True)  # said when training starts
+
+
+IF_MISSING = "if_missing"  # a config's fallback: keys that replace its own when a file is missing
 
 
 @functools.cache
@@ -67,13 +71,67 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
         task = get_task(apply_overrides(raw, task_overrides).get("task"))
     except ConfigError as error:
         raise ConfigError(f"{origin('task', str(path), task_overrides)}: task: {error}") from None
+    raw, notes = _if_missing(raw, path)
     if isinstance(raw.get("data"), dict):
         raw["data"] = _resolve_paths(raw["data"], task, path.parent)
-    config = validate(run_config_type(task), apply_overrides(raw, overrides), str(path), overrides)
+    config = run_config(apply_overrides(raw, overrides), task, str(path), overrides)
+    config.notes = notes
+    return config
+
+
+def _if_missing(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[str]]:
+    """``raw`` without its ``if_missing`` section, merged into it when the file that section names
+    is missing (relative to the config's folder); what was done, to say.
+
+        if_missing:                       # e.g. a pretrained bundle the config starts from
+          path: ../runs/lm_pretrain/bundle
+          hint: make lm-pretrain makes it
+          data: {encoder_from: null, level: word}     # merged key by key; null removes a key
+    """
+    fallback = raw.pop(IF_MISSING, None)
+    if fallback is None:
+        return raw, []
+    if not isinstance(fallback, dict) or not isinstance(fallback.get("path"), str):
+        raise ConfigError(
+            f"{path}: {IF_MISSING} must be a mapping with a path (a file or folder) and sections"
+        )
+    unknown = sorted(set(fallback) - {"path", "hint", "data", "model", "train", "evaluate"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: {IF_MISSING}.{unknown[0]}: expected path, hint, data, model, train, evaluate"
+        )
+    target = (path.parent / fallback.pop("path")).resolve()
+    hint = fallback.pop("hint", None)
+    if target.exists():
+        return raw, [f"using {target} ({path.name}'s if_missing keys are not needed)"]
+    merged = _merged(raw, fallback)
+    return merged, [
+        f"{target} is missing: {path.name}'s if_missing keys apply" + (f" ({hint})" if hint else "")
+    ]
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in, section by section; a None value removes the key."""
+    result = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def run_config(
+    raw: dict[str, Any], task: Task, source: str = "config", overrides: Iterable[str] = ()
+) -> RunConfig:
+    """``raw`` (plain data, paths resolved) validated as ``task``'s run config, the model keys too."""
+    config = validate(run_config_type(task), raw, source, overrides)
     config.model = {"name": task.model_name(config.data), **config.model}
-    resolve_model(config, source=str(path), overrides=overrides)  # bad model keys fail now
+    resolve_model(config, source=source, overrides=overrides)  # bad model keys fail now
     if config.evaluate.refit_every is not None and not task.refits:
-        where = origin("evaluate.refit_every", str(path), overrides)
+        where = origin("evaluate.refit_every", source, overrides)
         raise ConfigError(f"{where}: evaluate.refit_every refits forecasters only: drop it for {task.name}")
     return config
 
@@ -129,11 +187,19 @@ def train_run(
     """
     dist = distributed.setup(config.train.device)
     try:
+        for note in config.notes if dist.is_main else ():
+            log(note)
         task = get_task(config.task)
         prepared = task.prepare(config.data, batch_size=config.train.batch_size)
         model_cfg = resolve_model(config, prepared)  # every user error comes before any file is written
         say = log if dist.is_main else lambda _: None
         run_dir = free_run_dir(Path(config.out_dir), resume or overwrite, say)
+        stage = task.prelude(config.data, prepared, run_dir / "language_model")
+        if stage is not None and dist.enabled:
+            raise ConfigError(
+                f"{stage.what} runs on one process: train it first with `rnnkit train` alone (it saves "
+                f"{run_dir}/language_model/bundle), then start torchrun again"
+            )
         if not dist.is_main:
             return _train(config, task, prepared, model_cfg, run_dir, resume, dist, say)
         with locked(run_dir, blocking=False) as mine:
@@ -143,9 +209,28 @@ def train_run(
                 )
             if overwrite and not resume:
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            if stage is not None:
+                config = _prelude(config, stage, resume, log)
             return _train(config, task, prepared, model_cfg, run_dir, resume, dist, log)
     finally:
         distributed.teardown()
+
+
+def _prelude(config: RunConfig, stage: Prelude, resume: bool, log: Callable[[str], None]) -> RunConfig:
+    """Make the run ``stage`` asks for (or, resuming, reuse or continue it); ``config`` as it stands
+    once the stage is done (starting from its bundle), so the saved config.yaml repeats this run."""
+    sub = dict(stage.config)
+    shared = config.train.model_dump(include={"device", "seed", "progress", "tensorboard"})
+    sub["train"] = {**shared, **sub["train"]}
+    sub_config = run_config(sub, get_task(sub["task"]), stage.what)
+    bundle = Path(sub_config.out_dir) / "bundle"  # where stage.data_after points
+    if resume and (bundle / "bundle.json").is_file():
+        log(f"{stage.what}: done before, {bundle}")
+    else:
+        log(f"{stage.what} ({sub_config.out_dir})")
+        train_run(sub_config, resume=resume and holds_run(bundle.parent), overwrite=True, log=log)
+        log(f"\nthe adapted language model is {bundle}; training the {config.task} model from it")
+    return config.model_copy(update={"data": config.data.model_copy(update=dict(stage.data_after))})
 
 
 def holds_run(path: Path) -> bool:

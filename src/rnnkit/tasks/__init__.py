@@ -12,7 +12,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from rnnkit.errors import ConfigError, unknown_name
-from rnnkit.tasks.base import ModelKeys, Predictor, Prepared, Report, Task
+from rnnkit.tasks.base import ModelKeys, Predictor, Prelude, Prepared, Report, Task
 
 _BUILT_IN = {
     "anomaly": "rnnkit.tasks.anomaly",
@@ -63,6 +63,7 @@ __all__ = [
     "BUILT_IN_TASKS",
     "ModelKeys",
     "Predictor",
+    "Prelude",
     "Prepared",
     "Report",
     "Task",

