@@ -476,7 +476,7 @@ def test_if_missing_keys_apply_only_while_the_file_is_missing(tmp_path):
     (tmp_path / "pretrained" / "bundle").mkdir(parents=True)
     config = load_run_config(tmp_path / "run.yaml")
     assert config.model["hidden_size"] == 32 and config.model["num_layers"] == 2 and config.train.epochs == 3
-    assert "if_missing" not in config.model_dump() and "notes" not in config.model_dump()
+    assert "if_missing" not in config.model_dump()
 
 
 @pytest.mark.parametrize(

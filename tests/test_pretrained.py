@@ -176,7 +176,7 @@ def test_adapting_trains_the_language_model_on_the_training_texts_then_the_class
 
     prepared = get_task("classify").prepare(config.data)
     texts = (stage / "texts.txt").read_text().splitlines()
-    assert texts == [*prepared.texts["train"].texts, "a long dull scene", "a short fine plot"]
+    assert sorted(texts) == sorted([*prepared.texts["train"].texts, "a long dull scene", "a short fine plot"])
     said_first = f"adapting the language model {language_model} to {len(texts)} of the task's texts ({stage})"
     assert said_first in said
     assert not set(texts) & set(prepared.texts["test"].texts)  # no test text reaches the language model
@@ -226,3 +226,26 @@ def test_unlabelled_texts_are_read_from_text_tables_and_folders(tmp_path):
     assert read_unlabelled(str(tmp_path / "unsup")) == ["five\nlines", "six"]
     with pytest.raises(DataError, match=r"data.unlabelled_path: .*nothing.txt does not exist"):
         read_unlabelled(str(tmp_path / "nothing.txt"))
+
+
+def test_the_sentiment_config_is_ulmfit_with_the_pretrained_bundle_and_a_bilstm_without(
+    tmp_path, language_model
+):
+    from pathlib import Path
+
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "sentiment.yaml"
+    config.write_text((Path(__file__).parents[1] / "configs" / "sentiment.yaml").read_text())
+    alone = load_run_config(config)
+    assert alone.notes[0].endswith(
+        "`make lm-pretrain` makes it; without it, a BiLSTM learns from these snippets alone)"
+    )
+    assert alone.data.encoder_from is None and alone.data.adapt.epochs == 0 and alone.data.level == "word"
+    assert alone.model["bidirectional"] and alone.model["pooling"] == "attention"
+    assert not alone.train.gradual_unfreezing and alone.train.optimizer.discriminative is None
+    (tmp_path / "runs" / "lm_pretrain").mkdir(parents=True)
+    (tmp_path / "runs" / "lm_pretrain" / "bundle").symlink_to(language_model)
+    ulmfit = load_run_config(config)
+    assert ulmfit.data.encoder_from == str((tmp_path / "runs" / "lm_pretrain" / "bundle").resolve())
+    assert ulmfit.data.adapt.epochs == 8 and ulmfit.model["pooling"] == "concat"
+    assert ulmfit.train.gradual_unfreezing and ulmfit.train.optimizer.discriminative == 2.6

@@ -45,7 +45,12 @@ class RunConfig(Config):
     model: dict[str, Any] = Field(default_factory=dict, description="the task model's config; name picks it")
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-    notes: list[str] = Field(default_factory=list, exclude=True)  # said when training starts
+    _notes: list[str] = pydantic.PrivateAttr(default_factory=list)  # said when training starts
+
+    @property
+    def notes(self) -> list[str]:
+        """What loading the config did that the user should hear (an if_missing section applied)."""
+        return self._notes
 
 
 IF_MISSING = "if_missing"  # a config's fallback: keys that replace its own when a file is missing
@@ -75,7 +80,7 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     if isinstance(raw.get("data"), dict):
         raw["data"] = _resolve_paths(raw["data"], task, path.parent)
     config = run_config(apply_overrides(raw, overrides), task, str(path), overrides)
-    config.notes = notes
+    config._notes = notes
     return config
 
 
@@ -103,7 +108,7 @@ def _if_missing(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[s
     target = (path.parent / fallback.pop("path")).resolve()
     hint = fallback.pop("hint", None)
     if target.exists():
-        return raw, [f"using {target} ({path.name}'s if_missing keys are not needed)"]
+        return raw, [f"{target} is there: {path.name}'s if_missing keys are not used"]
     merged = _merged(raw, fallback)
     return merged, [
         f"{target} is missing: {path.name}'s if_missing keys apply" + (f" ({hint})" if hint else "")

@@ -421,7 +421,7 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
             texts += read_unlabelled(config.unlabelled_path, config.text_column, config.encoding)
         if config.dataset == "rotten_tomatoes":
             texts += rotten_tomatoes_plots()
-        return adaptation(config.encoder_from, texts, config.adapt, out_dir)
+        return adaptation(config.encoder_from, texts, config.adapt, out_dir, seed=config.split_seed)
 
     def initialize(self, model, prepared, config, log) -> None:
         """Start the embedding and encoder from a language model, or the embedding from word vectors,

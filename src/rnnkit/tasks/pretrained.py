@@ -16,6 +16,7 @@ fixes the encoding of the texts, which ``prepare`` fits from the data section be
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,14 +73,17 @@ def copy_language_model(model: nn.Module, path: str) -> int:
     return len(source)
 
 
-def adaptation(encoder_from: str, texts: Sequence[str], adapt: Any, out_dir: Path) -> Prelude:
+def adaptation(encoder_from: str, texts: Sequence[str], adapt: Any, out_dir: Path, seed: int = 0) -> Prelude:
     """ULMFiT's second stage as a run: the language model at ``encoder_from`` trained on ``texts``
-    (one a line in ``out_dir/texts.txt``, rewritten only when they change, so the token ids cached
-    in ``out_dir/cache`` stay valid; the last 5% scores it), with its own dropouts, Adam at
-    ``adapt.lr`` and a slanted triangular schedule."""
+    (one a line in ``out_dir/texts.txt``, in an order shuffled by ``seed``, so the last 5% that
+    scores it is a sample of them all; rewritten only when they change, so the token ids cached in
+    ``out_dir/cache`` stay valid), with its own dropouts, Adam at ``adapt.lr`` and a slanted
+    triangular schedule."""
     language_model_config(encoder_from)  # a language model's, or refused before any text is written
     corpus = Path(out_dir) / "texts.txt"
-    text = "".join(" ".join(t.split()) + "\n" for t in texts if t.strip())
+    lines = [" ".join(t.split()) for t in texts if t.strip()]
+    random.Random(seed).shuffle(lines)
+    text = "".join(line + "\n" for line in lines)
     if not corpus.is_file() or corpus.read_text(encoding="utf-8") != text:
         corpus.parent.mkdir(parents=True, exist_ok=True)
         partial = corpus.with_suffix(".partial")
