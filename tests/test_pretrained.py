@@ -249,3 +249,40 @@ def test_the_sentiment_config_is_ulmfit_with_the_pretrained_bundle_and_a_bilstm_
     assert ulmfit.data.encoder_from == str((tmp_path / "runs" / "lm_pretrain" / "bundle").resolve())
     assert ulmfit.data.adapt.epochs == 8 and ulmfit.model["pooling"] == "concat"
     assert ulmfit.train.gradual_unfreezing and ulmfit.train.optimizer.discriminative == 2.6
+
+
+def test_a_classifiers_run_resumes_from_its_saved_config(tmp_path):
+    config = write_run_config(tmp_path, "classify", {"path": reviews(tmp_path)}, {"hidden_size": 8},
+                              {"epochs": 1, "batch_size": 8})  # fmt: skip
+    train_run(config, log=lambda _: None)
+    saved = load_run_config(
+        tmp_path / "run" / "config.yaml", ["train.epochs=2"]
+    )  # as `rnnkit resume` reads it
+    said = []
+    train_run(saved, resume=True, log=said.append)
+    assert any("trained 12 steps" in line for line in said), said  # 6 a pass, the first one kept
+
+
+def test_an_interrupted_adaptation_is_resumed_from_the_run_directory(tmp_path, language_model, monkeypatch):
+    from rnnkit.run import RunInterrupted, Trainer
+
+    data = {"path": reviews(tmp_path), "encoder_from": str(language_model),
+            "adapt": {"epochs": 1, "batch_size": 2, "seq_len": 5}}  # fmt: skip
+    config = write_run_config(tmp_path, "classify", data, {}, {"epochs": 1, "batch_size": 8})
+    fit = Trainer.fit
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", ctrl_c)
+    with pytest.raises(
+        RunInterrupted, match=r"interrupted while adapting the language model .*`rnnkit resume "
+    ):
+        train_run(config, log=lambda _: None)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    saved = load_run_config(tmp_path / "run" / "config.yaml")
+    assert saved.data.adapt.epochs == 1  # the stage is still to do
+    said = []
+    train_run(saved, resume=True, log=said.append)
+    assert any(line.startswith("adapting the language model") for line in said)
+    assert read_bundle_config(tmp_path / "run" / "bundle")["data"]["adapt"]["epochs"] == 0

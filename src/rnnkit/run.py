@@ -215,15 +215,19 @@ def train_run(
             if overwrite and not resume:
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             if stage is not None:
-                config = _prelude(config, stage, resume, log)
+                config = _prelude(config, stage, run_dir, resume, log)
+                resume = resume and holds_run(run_dir)  # interrupted in the stage: this model starts now
             return _train(config, task, prepared, model_cfg, run_dir, resume, dist, log)
     finally:
         distributed.teardown()
 
 
-def _prelude(config: RunConfig, stage: Prelude, resume: bool, log: Callable[[str], None]) -> RunConfig:
+def _prelude(
+    config: RunConfig, stage: Prelude, run_dir: Path, resume: bool, log: Callable[[str], None]
+) -> RunConfig:
     """Make the run ``stage`` asks for (or, resuming, reuse or continue it); ``config`` as it stands
-    once the stage is done (starting from its bundle), so the saved config.yaml repeats this run."""
+    once the stage is done (starting from its bundle), so the saved config.yaml repeats this run.
+    Until then ``run_dir/config.yaml`` holds ``config`` with the stage: `rnnkit resume` goes on."""
     sub = dict(stage.config)
     shared = config.train.model_dump(include={"device", "seed", "progress", "tensorboard"})
     sub["train"] = {**shared, **sub["train"]}
@@ -233,7 +237,15 @@ def _prelude(config: RunConfig, stage: Prelude, resume: bool, log: Callable[[str
         log(f"{stage.what}: done before, {bundle}")
     else:
         log(f"{stage.what} ({sub_config.out_dir})")
-        train_run(sub_config, resume=resume and holds_run(bundle.parent), overwrite=True, log=log)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_yaml(config.model_copy(update={"out_dir": str(run_dir)}), run_dir / "config.yaml")
+        try:
+            train_run(sub_config, resume=resume and holds_run(bundle.parent), overwrite=True, log=log)
+        except RunInterrupted:
+            raise RunInterrupted(
+                f"interrupted while {stage.what}: `rnnkit resume {run_dir}` goes on from its last "
+                f"checkpoint (if one was written), then trains the {config.task} model"
+            ) from None
         log(f"\nthe adapted language model is {bundle}; training the {config.task} model from it")
     return config.model_copy(update={"data": config.data.model_copy(update=dict(stage.data_after))})
 
@@ -266,9 +278,10 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
     model = build_model(model_cfg)
     task.initialize(model, prepared, config.data, log)
     resolved = config.model_copy(update={"model": model_cfg.model_dump(mode="json"), "out_dir": str(run_dir)})
-    if dist.is_main:
+    if dist.is_main:  # without the keys the data fits: `rnnkit resume` reads it as a config
+        again = {key: value for key, value in resolved.model.items() if key not in task.fitted_keys}
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_yaml(resolved, run_dir / "config.yaml")
+        dump_yaml(resolved.model_copy(update={"model": again}), run_dir / "config.yaml")
     trainer = Trainer(model, config.train, run_dir, collate=prepared.collate, dist=dist)
     try:
         trainer.fit(prepared.train, prepared.validation, resume=resume)
