@@ -67,18 +67,26 @@ def check_lengths(lengths: Sequence[int] | Tensor | None, batch_size: int, max_l
     return lens
 
 
-def check_state(state: Any, state_type: type[NamedTuple], shape: tuple[int, ...], dtype: torch.dtype):
-    """state -> state_type with each field of ``shape``; accepts torch's tuple (h, c) or a bare h."""
+def check_state(
+    state: Any,
+    state_type: type[NamedTuple],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    widths: Sequence[int] | None = None,
+):
+    """state -> state_type with each field of ``shape``, or with ``widths`` (one a field) as their
+    last sizes (a memory cell's fields differ); accepts torch's tuple (h, c) or a bare h."""
     fields = state_type._fields
     if isinstance(state, Tensor):
         state = (state,)
     if not isinstance(state, (tuple, list)) or len(state) != len(fields):
         got = type(state).__name__ if not isinstance(state, (tuple, list)) else f"{len(state)} tensors"
         raise ShapeError(f"state must be {state_type.__name__}{fields} (one tensor per field), got {got}")
-    for name, t in zip(fields, state, strict=True):
-        if not isinstance(t, Tensor) or tuple(t.shape) != shape:
+    shapes = [shape] * len(fields) if widths is None else [(*shape[:-1], width) for width in widths]
+    for name, t, expected in zip(fields, state, shapes, strict=True):
+        if not isinstance(t, Tensor) or tuple(t.shape) != expected:
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ShapeError(f"state.{name} must have shape {shape}, got {got}")
+            raise ShapeError(f"state.{name} must have shape {expected}, got {got}")
         if t.dtype != dtype:
             raise DTypeError(f"state.{name} dtype {t.dtype} does not match the weights' dtype {dtype}")
     return state_type(*state)

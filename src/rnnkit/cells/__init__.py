@@ -5,6 +5,7 @@ from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.init import INITIALISERS
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.cells.minimal import MinGRUCell, MinimalCell, MinLSTMCell
+from rnnkit.cells.ntm import NTMCell, NTMState
 from rnnkit.cells.rnn import RNNCell
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "MinimalCell",
+    "NTMCell",
+    "NTMState",
     "RNNCell",
     "RNNState",
     "RecurrentCell",

@@ -1,5 +1,6 @@
 """Tensor maths without modules and without state: the reference step equations (``steps``, the spec
 every fast path is tested against), the scans (``scan``) and the masking helpers (``masking``).
+``memory`` holds the Neural Turing Machine's addressing, read and write (Graves et al. 2014).
 The compiled C++ loops, their build cache and scratch memory live in :mod:`rnnkit.kernels`.
 
 The scan chooser is ``rnnkit.functional.scan.scan``; it is not re-exported here, where its name would
@@ -7,6 +8,16 @@ hide the ``scan`` submodule.
 """
 
 from rnnkit.functional.masking import lengths_to_mask, reverse_padded
+from rnnkit.functional.memory import (
+    address,
+    circular_shift,
+    content_weights,
+    cosine_similarity,
+    interpolate,
+    read_memory,
+    sharpen,
+    write_memory,
+)
 from rnnkit.functional.scan import log_space_scan, sequential_scan
 from rnnkit.functional.steps import (
     elman_step,
@@ -22,10 +33,15 @@ from rnnkit.functional.steps import (
 )
 
 __all__ = [
+    "address",
+    "circular_shift",
+    "content_weights",
+    "cosine_similarity",
     "elman_step",
     "elman_update",
     "gru_step",
     "gru_update",
+    "interpolate",
     "lengths_to_mask",
     "log_positive_activation",
     "log_space_scan",
@@ -34,6 +50,9 @@ __all__ = [
     "mingru_step",
     "minlstm_step",
     "positive_activation",
+    "read_memory",
     "reverse_padded",
     "sequential_scan",
+    "sharpen",
+    "write_memory",
 ]

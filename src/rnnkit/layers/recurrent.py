@@ -80,7 +80,8 @@ class Recurrent(nn.Module):
             state = self.cell.initial_state(B)
         else:
             shape = (1, B, self.output_size)
-            state = check_state(state, self.cell.state_type, shape, dtype)
+            widths = getattr(self.cell, "state_widths", None)  # fields of their own widths (NTMCell)
+            state = check_state(state, self.cell.state_type, shape, dtype, widths)
             state = type(state)(*(f[0] for f in state))  # (B, H)
         if self.reverse:
             x = reverse_padded(x, lengths)
