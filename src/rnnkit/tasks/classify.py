@@ -53,7 +53,7 @@ class AdaptConfig(Config):
     schedule, and saved as a bundle in ``<out_dir>/language_model``."""
 
     epochs: int = Field(0, ge=0, description="passes over the texts; 0: start from encoder_from as it is")
-    lr: float = Field(0.001, gt=0)
+    lr: float = Field(0.001, gt=0, description="Adam's peak rate on the slanted triangular schedule")
     batch_size: int = Field(32, gt=0, description="parallel rows of the token stream")
     seq_len: int = Field(70, gt=1, description="tokens per row of a batch (the BPTT length)")
 
