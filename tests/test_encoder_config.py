@@ -24,6 +24,7 @@ MODEL_OF_TASK = {
     "music": "piano_roll",
     "seq2seq": "seq2seq",
     "tag": "tagger",
+    "algorithmic": "bit_sequence",
 }
 FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
@@ -35,6 +36,7 @@ FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "piano_roll": {},
     "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},
     "tagger": {"vocab_size": 50, "num_tags": 12, "char_vocab_size": 30},
+    "bit_sequence": {"input_size": 9, "output_size": 8},
 }
 FROM_RECORDINGS = {"input_size": 6, "num_classes": 4}  # classify_series: the classifier over numbers
 RECURRENT = {"cell", "hidden_size", "num_layers", "layer_norm", "init"}

@@ -1,8 +1,15 @@
-"""Data: batches, windows over series, scalers, synthetic series, and text (tokenisers, readers, streams).
+"""Data: batches, windows over series, scalers, synthetic series, text (tokenisers, readers, streams), and
+the NTM paper's algorithmic sequences.
 
 Importing this package loads neither pandas nor ``tokenizers``: the functions that need them import them.
 """
 
+from rnnkit.data.algorithmic import (
+    AlgorithmicDataset,
+    associative_recall_example,
+    copy_example,
+    repeat_copy_example,
+)
 from rnnkit.data.batch import Batch, Stream, stack_pairs
 from rnnkit.data.conll import (
     TagCodec,
@@ -43,6 +50,7 @@ from rnnkit.data.windows import sliding_windows, split_by_time
 
 __all__ = [
     "WORD_PATTERN",
+    "AlgorithmicDataset",
     "BPETokenizer",
     "Batch",
     "CharTokenizer",
@@ -63,8 +71,10 @@ __all__ = [
     "TokenStream",
     "Vocab",
     "WordTokenizer",
+    "associative_recall_example",
     "bucket_order",
     "check_scheme",
+    "copy_example",
     "corpus_chunks",
     "encode_corpus",
     "make_scaler",
@@ -78,6 +88,7 @@ __all__ = [
     "read_pairs",
     "read_text",
     "read_vectors",
+    "repeat_copy_example",
     "require_texts",
     "scaler_from_state",
     "seasonal_temperature",

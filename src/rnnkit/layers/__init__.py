@@ -1,10 +1,11 @@
-"""Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM;
-attention over a padded sequence; a linear-chain CRF."""
+"""Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM,
+NTMEncoder (Neural Turing Machines); attention over a padded sequence; a linear-chain CRF."""
 
 from rnnkit.layers.attention import AdditiveAttention, MultiplicativeAttention, build_attention
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.crf import CRF, Constraints, scheme_constraints
 from rnnkit.layers.minimal import MinGRU, MinLSTM
+from rnnkit.layers.ntm import NTMEncoder
 from rnnkit.layers.recurrent import Recurrent, RNNOutput
 from rnnkit.layers.rnn import GRU, LSTM, RNN
 from rnnkit.layers.stacked import Stacked
@@ -21,6 +22,7 @@ __all__ = [
     "MinGRU",
     "MinLSTM",
     "MultiplicativeAttention",
+    "NTMEncoder",
     "RNNOutput",
     "Recurrent",
     "Stacked",

@@ -1,9 +1,11 @@
 """Task models: each file holds a <Task>Config and its model; registry.py maps names to both.
 
 Importing this package registers every built-in model ("forecaster", "forecast_ensemble",
-"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc", "piano_roll", "captioner").
+"classifier", "language_model", "seq2seq", "tagger", "autoencoder", "ctc", "piano_roll", "captioner",
+"bit_sequence").
 """
 
+from rnnkit.models.algorithmic import BitSequenceConfig, BitSequenceModel
 from rnnkit.models.autoencoder import AutoencoderConfig, SequenceAutoencoder
 from rnnkit.models.captioner import Captioner, CaptionerConfig
 from rnnkit.models.classifier import ClassifierConfig, ClassifierOutput, SequenceClassifier
@@ -18,6 +20,8 @@ from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
 __all__ = [
     "AutoencoderConfig",
+    "BitSequenceConfig",
+    "BitSequenceModel",
     "CTCConfig",
     "CTCModel",
     "Captioner",

@@ -8,8 +8,10 @@
     groups = group_parameters([[embedding], *([layer] for layer in encoder_layers(encoder)), [head]])
 
 Cells: "rnn", "lstm", "gru" (:class:`rnnkit.RNN` and friends, with layer norm, recurrent dropout,
-zoneout and initialisers) and "mingru", "minlstm" (:class:`rnnkit.MinGRU`, :class:`rnnkit.MinLSTM`,
-which have none of those options).
+zoneout and initialisers), "mingru", "minlstm" (:class:`rnnkit.MinGRU`, :class:`rnnkit.MinLSTM`,
+which have none of those options) and "ntm" (:class:`rnnkit.layers.NTMEncoder`, a
+Neural Turing Machine per layer, forward only, its memory set by the keys of
+:class:`MemoryEncoderConfig`; none of those options either).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from torch import Tensor, nn
 from rnnkit.cells.init import check_init
 from rnnkit.config import Config
 from rnnkit.errors import ConfigError, DataError, ShapeError, unknown_name
-from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, RNNOutput
+from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, NTMEncoder, RNNOutput
+from rnnkit.layers.ntm import NTM_FIX
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM}
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM, "ntm": NTMEncoder}
 MINIMAL = ("mingru", "minlstm")
+# cell="ntm": each layer's memory, as the NTM paper's copy task (Graves et al. 2014, sec. 4.1)
+MEMORY = {"memory_rows": 128, "memory_width": 20, "read_heads": 1, "write_heads": 1, "shift_range": 1}
 POOLINGS = ("last", "mean", "max", "attention", "concat")
 
 
@@ -48,15 +53,23 @@ def check_encoder_options(
             f"nonlinearity={nonlinearity!r} applies to cell='rnn' only, got cell={cell!r}: "
             "drop nonlinearity or set cell='rnn'"
         )
-    if cell in MINIMAL:
-        given = {"layer_norm": layer_norm, "recurrent_dropout": recurrent_dropout, "zoneout": zoneout}
-        given["init"] = init if init != "default" else None
-        unused = [name for name, value in given.items() if value]
-        if unused:
-            raise ConfigError(
-                f"cell={cell!r} has no recurrent weights and takes no {', '.join(unused)}: drop "
-                f"{'them' if len(unused) > 1 else 'it'} or use cell='lstm' or 'gru'"
-            )
+    if cell not in MINIMAL and cell != "ntm":
+        return
+    given = {"layer_norm": layer_norm, "recurrent_dropout": recurrent_dropout, "zoneout": zoneout}
+    given["init"] = init if init != "default" else None
+    unused = [name for name, value in given.items() if value]
+    if not unused:
+        return
+    them = "them" if len(unused) > 1 else "it"
+    if cell == "ntm":
+        raise ConfigError(
+            f"cell='ntm' (an LSTM controller with its own initialisation) takes no {', '.join(unused)}: "
+            f"drop {them}, or use cell='lstm' for those options"
+        )
+    raise ConfigError(
+        f"cell={cell!r} has no recurrent weights and takes no {', '.join(unused)}: drop "
+        f"{them} or use cell='lstm' or 'gru'"
+    )
 
 
 def build_encoder(
@@ -72,11 +85,13 @@ def build_encoder(
     recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,
     init: str = "default",
+    memory: dict[str, int] | None = None,
 ) -> nn.Module:
     """The recurrent layers named by ``cell``: forward(x (B, T, D), state, lengths) -> RNNOutput.
 
     ``dropout`` acts between stacked layers; with ``num_layers == 1`` there is none and it is ignored
-    (task configs carry a default for it, so a warning there would only be noise).
+    (task configs carry a default for it, so a warning there would only be noise). ``memory`` sets
+    cell="ntm"'s keys of :data:`MEMORY` (the others at their defaults) and is refused for other cells.
     """
     check_encoder_options(
         cell,
@@ -87,6 +102,10 @@ def build_encoder(
         init=init,
     )
     options = {"dropout": dropout} if num_layers > 1 else {}
+    if cell == "ntm":
+        return NTMEncoder(input_size, hidden_size, num_layers, bidirectional, **options, **_memory(memory))
+    if memory:
+        raise ConfigError(f"memory={memory} applies to cell='ntm' only, got cell={cell!r}: drop memory")
     if cell not in MINIMAL:
         options |= dict(
             layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init
@@ -94,6 +113,13 @@ def build_encoder(
     if cell == "rnn":
         options["nonlinearity"] = nonlinearity
     return CELLS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
+
+
+def _memory(memory: dict[str, int] | None) -> dict[str, int]:
+    unknown = sorted(set(memory or {}) - set(MEMORY))
+    if unknown:
+        raise unknown_name("memory key", unknown[0], MEMORY)
+    return MEMORY | (memory or {})
 
 
 class RecurrentConfig(Config):
@@ -168,6 +194,49 @@ class EncoderConfig(RecurrentConfig):
             self.num_layers,
             self.bidirectional if bidirectional is None else bidirectional,
             dropout=self.dropout,
+            **self.cell_options(),
+        )
+
+
+class MemoryEncoderConfig(EncoderConfig):
+    """:class:`EncoderConfig` that also takes ``cell: ntm``, with the keys of each layer's memory.
+
+    ``memory_rows`` (N) rows of ``memory_width`` (M) entries, ``read_heads``, ``write_heads`` and
+    ``shift_range`` (the largest head shift, in rows) default to the NTM paper's copy task: 128 x 20,
+    one head of each, shift 1. They apply to cell="ntm" only, and an NTM refuses ``bidirectional``,
+    ``layer_norm``, ``recurrent_dropout``, ``zoneout`` and ``init``. (EncoderConfig itself keeps its
+    keys, so the configs saved by every other model read and dump as before.)
+    """
+
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm", "ntm"] = "lstm"
+    memory_rows: int = Field(MEMORY["memory_rows"], gt=0, description="N, rows of each NTM memory")
+    memory_width: int = Field(MEMORY["memory_width"], gt=0, description="M, entries per memory row")
+    read_heads: int = Field(MEMORY["read_heads"], gt=0)
+    write_heads: int = Field(MEMORY["write_heads"], gt=0)
+    shift_range: int = Field(MEMORY["shift_range"], ge=0, description="heads shift by -S..S rows a step")
+
+    @model_validator(mode="after")
+    def _memory_for_ntm(self) -> MemoryEncoderConfig:
+        if self.cell == "ntm" and self.bidirectional:
+            raise ValueError(f"cell='ntm' cannot run bidirectional: {NTM_FIX}")
+        changed = [key for key, default in MEMORY.items() if getattr(self, key) != default]
+        if self.cell != "ntm" and changed:
+            raise ValueError(
+                f"{', '.join(changed)} set{'s' * (len(changed) == 1)} the memory of cell='ntm' only, "
+                f"got cell={self.cell!r}: drop {'them' if len(changed) > 1 else 'it'} or set cell: ntm"
+            )
+        return self
+
+    def encoder(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
+        memory = {key: getattr(self, key) for key in MEMORY} if self.cell == "ntm" else None
+        return build_encoder(
+            self.cell,
+            input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional if bidirectional is None else bidirectional,
+            dropout=self.dropout,
+            memory=memory,
             **self.cell_options(),
         )
 

@@ -15,6 +15,7 @@ from rnnkit.errors import ConfigError, unknown_name
 from rnnkit.tasks.base import ModelKeys, Predictor, Prelude, Prepared, Report, Task
 
 _BUILT_IN = {
+    "algorithmic": "rnnkit.tasks.algorithmic",
     "anomaly": "rnnkit.tasks.anomaly",
     "caption": "rnnkit.tasks.caption",
     "forecast": "rnnkit.tasks.forecast",
