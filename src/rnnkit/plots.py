@@ -253,6 +253,30 @@ def plot_image_grid(
     return _save(fig, path)
 
 
+def plot_heatmaps(panels: Mapping[str, Sequence[Sequence[float]]], path: str | Path, title: str = "") -> Path:
+    """Panels one above another, each (rows, T) with steps along x, darker for larger (0 .. 1; NaN
+    blank): e.g. a memory's read and write weightings over time, rows against steps."""
+    import numpy as np
+
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    heights = [max(3, min(len(p), 40)) for p in panels.values()]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9, 0.07 * sum(heights) + 0.6 * len(panels) + 0.8), squeeze=False,
+        gridspec_kw={"height_ratios": heights}, sharex=True, layout="constrained",
+    )  # fmt: skip
+    for ax, (name, values) in zip(axes[:, 0], panels.items(), strict=True):
+        image = np.asarray(values, dtype=float)
+        ax.imshow(image, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    return _save(fig, path, tight=False)
+
+
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,4 @@
-"""The algorithmic task's plots: bits wrong by length, and an NTM's heads over one example.
-
-The heat maps draw with :mod:`rnnkit.plots`' matplotlib set-up; a general ``plot_heatmaps`` there
-would serve other tasks too (they are here only because that file was being changed meanwhile).
-"""
+"""The algorithmic task's plots: bits wrong by length, and an NTM's heads over one example."""
 
 from __future__ import annotations
 
@@ -42,25 +38,4 @@ def plot_memory(model, example: Example, path: Path, title: str) -> Path:
         heads = weights[:, 0].cpu().view(len(weights), -1, N)  # (T, heads, N)
         for h in range(heads.shape[1]):
             panels[f"{kind} weighting" + (f" (head {h})" if heads.shape[1] > 1 else "")] = heads[:, h].T
-    return _heatmaps(panels, path, title)
-
-
-def _heatmaps(panels: dict[str, torch.Tensor], path: Path, title: str) -> Path:
-    """Panels one above another, each (rows, T) with steps along x, darker for larger (0 .. 1)."""
-    plt = plots._pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    heights = [max(3, min(len(p), 40)) for p in panels.values()]
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(9, 0.07 * sum(heights) + 0.6 * len(panels) + 0.8), squeeze=False,
-        gridspec_kw={"height_ratios": heights}, sharex=True, layout="constrained",
-    )  # fmt: skip
-    for ax, (name, values) in zip(axes[:, 0], panels.items(), strict=True):
-        image = values.float().numpy()
-        ax.imshow(image, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-        ax.set_yticks([])
-    axes[-1, 0].set_xlabel("step")
-    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
-    return plots._save(fig, path, tight=False)
+    return plots.plot_heatmaps(panels, path, title)
