@@ -194,8 +194,13 @@ class EncoderConfig(RecurrentConfig):
             self.num_layers,
             self.bidirectional if bidirectional is None else bidirectional,
             dropout=self.dropout,
+            memory=self.memory(),
             **self.cell_options(),
         )
+
+    def memory(self) -> dict[str, int] | None:
+        """The keys of an NTM's memory (:class:`MemoryEncoderConfig`); None: no memory."""
+        return None
 
 
 class MemoryEncoderConfig(EncoderConfig):
@@ -227,18 +232,8 @@ class MemoryEncoderConfig(EncoderConfig):
             )
         return self
 
-    def encoder(self, input_size: int, bidirectional: bool | None = None) -> nn.Module:
-        memory = {key: getattr(self, key) for key in MEMORY} if self.cell == "ntm" else None
-        return build_encoder(
-            self.cell,
-            input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bidirectional if bidirectional is None else bidirectional,
-            dropout=self.dropout,
-            memory=memory,
-            **self.cell_options(),
-        )
+    def memory(self) -> dict[str, int] | None:
+        return {key: getattr(self, key) for key in MEMORY} if self.cell == "ntm" else None
 
 
 def final_states(state: NamedTuple, num_directions: int) -> Tensor:
