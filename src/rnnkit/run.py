@@ -199,11 +199,11 @@ def train_run(
         model_cfg = resolve_model(config, prepared)  # every user error comes before any file is written
         say = log if dist.is_main else lambda _: None
         run_dir = free_run_dir(Path(config.out_dir), resume or overwrite, say)
-        stage = task.prelude(config.data, prepared, run_dir / "language_model")
+        stage = task.prelude(config.data, prepared, run_dir)
         if stage is not None and dist.enabled:
             raise ConfigError(
                 f"{stage.what} runs on one process: train it first with `rnnkit train` alone (it saves "
-                f"{run_dir}/language_model/bundle), then start torchrun again"
+                f"{stage.config['out_dir']}/bundle), then start torchrun again"
             )
         if not dist.is_main:
             return _train(config, task, prepared, model_cfg, run_dir, resume, dist, say)

@@ -125,8 +125,9 @@ class Task(ABC, Generic[D, P]):
     def check_model(self, model: Mapping[str, Any], prepared: P) -> None:
         """Raise ConfigError when the model section the user wrote cannot fit the data read."""
 
-    def prelude(self, config: D, prepared: P, out_dir: Path) -> Prelude | None:
-        """A run to make into ``out_dir`` before this one trains, whose bundle this one starts from."""
+    def prelude(self, config: D, prepared: P, run_dir: Path) -> Prelude | None:
+        """A run to make (into a folder of ``run_dir``) before this one trains, whose bundle this one
+        starts from."""
         return None
 
     def initialize(self, model: nn.Module, prepared: P, config: D, log: Callable[[str], None]) -> None:

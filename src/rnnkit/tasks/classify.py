@@ -412,8 +412,8 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
                 "use multiclass"
             )
 
-    def prelude(self, config, prepared, out_dir) -> Prelude | None:
-        """ULMFiT's second stage, when ``data.adapt.epochs`` asks for it."""
+    def prelude(self, config, prepared, run_dir) -> Prelude | None:
+        """ULMFiT's second stage, when ``data.adapt.epochs`` asks for it: into run_dir/language_model."""
         if not config.adapt.epochs:
             return None
         texts = list(prepared.texts["train"].texts)  # the training part only: no test text is read
@@ -421,6 +421,7 @@ class ClassifyTask(Task[TextDataConfig, TextPrepared]):
             texts += read_unlabelled(config.unlabelled_path, config.text_column, config.encoding)
         if config.dataset == "rotten_tomatoes":
             texts += rotten_tomatoes_plots()
+        out_dir = run_dir / "language_model"
         return adaptation(config.encoder_from, texts, config.adapt, out_dir, seed=config.split_seed)
 
     def initialize(self, model, prepared, config, log) -> None:
