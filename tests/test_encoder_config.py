@@ -25,6 +25,7 @@ MODEL_OF_TASK = {
     "seq2seq": "seq2seq",
     "tag": "tagger",
     "algorithmic": "bit_sequence",
+    "rl": "recurrent_agent",
 }
 FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "forecaster": {"lookback": 8},
@@ -37,6 +38,7 @@ FROM_DATA = {  # the keys a task fills from the data before it builds the model
     "seq2seq": {"source_vocab_size": 30, "target_vocab_size": 40},
     "tagger": {"vocab_size": 50, "num_tags": 12, "char_vocab_size": 30},
     "bit_sequence": {"input_size": 9, "output_size": 8},
+    "recurrent_agent": {"observation_size": 4, "action_sizes": [4]},
 }
 FROM_RECORDINGS = {"input_size": 6, "num_classes": 4}  # classify_series: the classifier over numbers
 RECURRENT = {"cell", "hidden_size", "num_layers", "layer_norm", "init"}

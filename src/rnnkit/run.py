@@ -29,6 +29,7 @@ from rnnkit.runtime import seed_everything
 from rnnkit.tasks import BUILT_IN_TASKS, Prelude, Prepared, Task, get_task
 from rnnkit.train import distributed
 from rnnkit.train.options import TrainConfig
+from rnnkit.train.ppo import PPOTrainer
 from rnnkit.train.trainer import Trainer
 
 
@@ -282,15 +283,22 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
         again = {key: value for key, value in resolved.model.items() if key not in task.fitted_keys}
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_yaml(resolved.model_copy(update={"model": again}), run_dir / "config.yaml")
-    trainer = Trainer(model, config.train, run_dir, collate=prepared.collate, dist=dist)
+    if task.trainer == "ppo":  # an agent learns from the environment it acts in, not from a dataset
+        if dist.enabled:
+            raise ConfigError("PPO runs on one process: start it with `rnnkit train`, not torchrun")
+        trainer = PPOTrainer(model, config.train, config.data, run_dir)
+        fit = functools.partial(trainer.fit, resume=resume)
+    else:
+        trainer = Trainer(model, config.train, run_dir, collate=prepared.collate, dist=dist)
+        fit = functools.partial(trainer.fit, prepared.train, prepared.validation, resume=resume)
     try:
-        trainer.fit(prepared.train, prepared.validation, resume=resume)
+        fit()
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted(trainer)) from None
     if not dist.is_main:
         return {}
     how = f"stopped early, weights of step {trainer.best_step} restored" if trainer.stopped_early else "done"
-    log(f"\ntrained {trainer.step} steps ({how}); evaluating on the test part")
+    log(f"\ntrained {trainer.step} steps ({how}); evaluating on the {prepared.part}")
     save = functools.partial(save_bundle, run_dir / "bundle", model, resolved.model_dump(mode="json"))
     try:
         metrics = _evaluate(config, task, model, prepared, log)
@@ -305,7 +313,9 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
     log(task.metrics_table(metrics))
     written = ["config.yaml", "log.csv", "checkpoints/", f"{bundle.name}/"]
     try:
-        written += ["loss.png"] + [p.name for p in task.plots(model, prepared, run_dir, config.data, metrics)]
+        written += ["loss.png"] * (task.trainer != "ppo") + [
+            p.name for p in task.plots(model, prepared, run_dir, config.data, metrics)
+        ]
     except RnnkitError as error:  # matplotlib is an optional extra
         log(f"no plots: {error}")
     log(f"\nwrote {run_dir}/: {', '.join(written)}")
@@ -324,7 +334,7 @@ def _evaluate(config: RunConfig, task: Task, model, prepared: Prepared, log: Cal
     return metrics
 
 
-def _interrupted(trainer: Trainer) -> str:
+def _interrupted(trainer: Trainer | PPOTrainer) -> str:
     last = trainer.checkpoint_path
     if last is None or not last.is_file():
         return "interrupted before the first checkpoint: nothing was saved"

@@ -153,7 +153,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and hasattr(args, "overrides") and all("=" in r and not r.startswith("-") for r in rest):
+        args.overrides += rest  # KEY=VALUE after an option: `train CONFIG --overwrite train.epochs=5`
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     warnings.formatwarning = _one_line
     try:
         COMMANDS[args.command](args)

@@ -24,6 +24,7 @@ _BUILT_IN = {
     "language_model": "rnnkit.tasks.language",
     "music": "rnnkit.tasks.music",
     "next_item": "rnnkit.tasks.next_item",
+    "rl": "rnnkit.tasks.rl",
     "seq2seq": "rnnkit.tasks.seq2seq",
     "speech": "rnnkit.tasks.speech",
     "tag": "rnnkit.tasks.tagging",

@@ -102,6 +102,9 @@ class Task(ABC, Generic[D, P]):
     preprocessing_keys: ClassVar[tuple[str, ...]] = ()
     # whether a backtest can refit the model (evaluate.refit_every; evaluate takes ``predicted``)
     refits: ClassVar[bool] = False
+    # what trains the model: "supervised" (the Trainer, over ``prepare``'s datasets) or "ppo" (an
+    # agent in the environment the data section names: rnnkit.train.ppo)
+    trainer: ClassVar[str] = "supervised"
 
     @abstractmethod
     def prepare(
