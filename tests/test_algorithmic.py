@@ -182,11 +182,15 @@ def test_cell_ntm_refuses_what_it_cannot_run_and_names_the_fix(options, message)
 
 
 def test_memory_keys_belong_to_cell_ntm_and_build_its_layers():
-    with pytest.raises(ConfigError, match=r"memory_rows sets the memory of cell='ntm' only, got cell='lstm'"):
+    with pytest.raises(
+        ConfigError, match=r"memory_rows sets the memory of cell='ntm' or 'dnc' only, got cell='lstm'"
+    ):
         validate(MemoryEncoderConfig, {"cell": "lstm", "memory_rows": 16}, source="model")
     with pytest.raises(ConfigError, match=r"cell='ntm' cannot run bidirectional"):
         build_encoder("ntm", 3, 4, bidirectional=True)
-    with pytest.raises(ConfigError, match=r"applies to cell='ntm' only, got cell='gru': drop memory"):
+    with pytest.raises(
+        ConfigError, match=r"applies to cell='ntm' or 'dnc' only, got cell='gru': drop memory"
+    ):
         build_encoder("gru", 3, 4, memory={"memory_rows": 4})
     config = MemoryEncoderConfig(cell="ntm", hidden_size=5, num_layers=2, memory_rows=6, memory_width=3)
     encoder = config.encoder(4)

@@ -6,6 +6,8 @@ Shape letters, used in every docstring and shape comment (batch first everywhere
 """
 
 from rnnkit.cells import (
+    DNCCell,
+    DNCState,
     GRUCell,
     LSTMCell,
     LSTMState,
@@ -23,6 +25,7 @@ from rnnkit.layers import (
     LSTM,
     RNN,
     Bidirectional,
+    DNCEncoder,
     MinGRU,
     MinLSTM,
     NTMEncoder,
@@ -48,6 +51,9 @@ __all__ = [
     "RNN",
     "Bidirectional",
     "ConfigError",
+    "DNCCell",
+    "DNCEncoder",
+    "DNCState",
     "DTypeError",
     "DataError",
     "GRUCell",

@@ -1,6 +1,7 @@
 """Cells: one time step each, with torch.nn's parameter names and gate order."""
 
 from rnnkit.cells.base import LSTMState, RecurrentCell, RNNState
+from rnnkit.cells.dnc import DNCCell, DNCState
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.init import INITIALISERS
 from rnnkit.cells.lstm import LSTMCell
@@ -10,6 +11,8 @@ from rnnkit.cells.rnn import RNNCell
 
 __all__ = [
     "INITIALISERS",
+    "DNCCell",
+    "DNCState",
     "GRUCell",
     "LSTMCell",
     "LSTMState",

@@ -18,7 +18,7 @@ CLIP = 20.0  # head parameters are clamped to [-CLIP, CLIP], as Collier & Beel's
 MEMORY_INIT = 1e-6  # every memory entry at the start (Collier & Beel 2018: constant init trains best)
 
 
-def _check_int(name: str, value, low: int) -> None:
+def check_int(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         kind = "a positive" if low == 1 else "a non-negative"
         raise ConfigError(f"{name} must be {kind} int, got {value!r}")
@@ -92,8 +92,8 @@ class NTMCell(nn.Module):
         sizes = dict(input_size=input_size, hidden_size=hidden_size, memory_rows=memory_rows)
         sizes.update(memory_width=memory_width, read_heads=read_heads, write_heads=write_heads)
         for name, value in sizes.items():
-            _check_int(name, value, low=1)
-        _check_int("shift_range", shift_range, low=0)
+            check_int(name, value, low=1)
+        check_int("shift_range", shift_range, low=0)
         if 2 * shift_range + 1 > memory_rows:
             warn_user(
                 f"shift_range={shift_range} allows {2 * shift_range + 1} shifts over only {memory_rows} "

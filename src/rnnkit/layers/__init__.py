@@ -1,11 +1,12 @@
 """Layers own the time axis: Recurrent(cell), Stacked, Bidirectional, RNN/LSTM/GRU, MinGRU/MinLSTM,
-NTMEncoder (Neural Turing Machines); attention over a padded sequence; a linear-chain CRF."""
+NTMEncoder and DNCEncoder (Neural Turing Machines, Differentiable Neural Computers); attention over
+a padded sequence; a linear-chain CRF."""
 
 from rnnkit.layers.attention import AdditiveAttention, MultiplicativeAttention, build_attention
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.crf import CRF, Constraints, scheme_constraints
 from rnnkit.layers.minimal import MinGRU, MinLSTM
-from rnnkit.layers.ntm import NTMEncoder
+from rnnkit.layers.ntm import DNCEncoder, NTMEncoder
 from rnnkit.layers.recurrent import Recurrent, RNNOutput
 from rnnkit.layers.rnn import GRU, LSTM, RNN
 from rnnkit.layers.stacked import Stacked
@@ -19,6 +20,7 @@ __all__ = [
     "AdditiveAttention",
     "Bidirectional",
     "Constraints",
+    "DNCEncoder",
     "MinGRU",
     "MinLSTM",
     "MultiplicativeAttention",

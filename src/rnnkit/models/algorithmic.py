@@ -6,7 +6,8 @@
     bits = model.predict(inputs, lengths)         # (B, T, O) probabilities, in eval mode
 
 The encoder is any of :class:`rnnkit.models.encoder.MemoryEncoderConfig`'s, a Neural Turing Machine
-(``cell: ntm``, Graves et al. 2014) by default; a linear layer gives each step O logits. The loss is
+(``cell: ntm``, Graves et al. 2014) by default, or a Differentiable Neural Computer (``cell: dnc``,
+Graves et al. 2016); a linear layer gives each step O logits. The loss is
 binary cross-entropy on the steps and bits whose target is 0 or 1, averaged over them: the inputs'
 own steps and the padding carry the target -1 (:data:`IGNORE`) and count for nothing.
 
@@ -39,7 +40,7 @@ class BitSequenceConfig(MemoryEncoderConfig):
     name: Literal["bit_sequence"] = "bit_sequence"
     input_size: int = Field(gt=0, description="D, input channels a step: bits and delimiters")
     output_size: int = Field(gt=0, description="O, bits a step outputs")
-    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm", "ntm"] = "ntm"
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm", "ntm", "dnc"] = "ntm"
     hidden_size: int = Field(100, gt=0)
 
 
@@ -91,10 +92,12 @@ class BitSequenceModel(nn.Module):
 
     @torch.no_grad()
     def memory_trace(self, inputs: Tensor) -> list:
-        """Each NTM layer's state after every step of ``inputs`` (B, T, D), real steps only: a list of
-        NTMState with fields (T, B, width) (see :meth:`NTMEncoder.trace`)."""
-        if self.config.cell != "ntm":
-            raise ConfigError(f"memory_trace reads an NTM's heads; this model's cell is {self.config.cell!r}")
+        """Each NTM or DNC layer's state after every step of ``inputs`` (B, T, D), real steps only: a
+        list of NTMState or DNCState with fields (T, B, width) (see :meth:`NTMEncoder.trace`)."""
+        if self.config.cell not in ("ntm", "dnc"):
+            raise ConfigError(
+                f"memory_trace reads an NTM's or a DNC's heads; this model's cell is {self.config.cell!r}"
+            )
         return self.encoder.trace(check_input(inputs, self.config.input_size, self.head.weight.dtype))
 
     def counted(self, targets: Tensor, shape: torch.Size, lengths=None) -> Tensor:

@@ -9,9 +9,10 @@
 
 Cells: "rnn", "lstm", "gru" (:class:`rnnkit.RNN` and friends, with layer norm, recurrent dropout,
 zoneout and initialisers), "mingru", "minlstm" (:class:`rnnkit.MinGRU`, :class:`rnnkit.MinLSTM`,
-which have none of those options) and "ntm" (:class:`rnnkit.layers.NTMEncoder`, a
-Neural Turing Machine per layer, forward only, its memory set by the keys of
-:class:`MemoryEncoderConfig`; none of those options either).
+which have none of those options), "ntm" (:class:`rnnkit.layers.NTMEncoder`, a Neural Turing
+Machine per layer) and "dnc" (:class:`rnnkit.layers.DNCEncoder`, a Differentiable Neural Computer per
+layer): forward only, their memory set by the keys of :class:`MemoryEncoderConfig`; none of those
+options either.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ from torch import Tensor, nn
 from rnnkit.cells.init import check_init
 from rnnkit.config import Config
 from rnnkit.errors import ConfigError, DataError, ShapeError, unknown_name
-from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, NTMEncoder, RNNOutput
-from rnnkit.layers.ntm import NTM_FIX
+from rnnkit.layers import GRU, LSTM, RNN, DNCEncoder, MinGRU, MinLSTM, NTMEncoder, RNNOutput
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM, "ntm": NTMEncoder}
+CELLS = {
+    "rnn": RNN,
+    "lstm": LSTM,
+    "gru": GRU,
+    "mingru": MinGRU,
+    "minlstm": MinLSTM,
+    "ntm": NTMEncoder,
+    "dnc": DNCEncoder,
+}
 MINIMAL = ("mingru", "minlstm")
+MEMORY_CELLS = ("ntm", "dnc")
 # cell="ntm": each layer's memory, as the NTM paper's copy task (Graves et al. 2014, sec. 4.1)
 MEMORY = {"memory_rows": 128, "memory_width": 20, "read_heads": 1, "write_heads": 1, "shift_range": 1}
+DNC_MEMORY = ("memory_rows", "memory_width", "read_heads")  # cell="dnc": one write head, no shifts
 POOLINGS = ("last", "mean", "max", "attention", "concat")
 
 
@@ -53,7 +63,7 @@ def check_encoder_options(
             f"nonlinearity={nonlinearity!r} applies to cell='rnn' only, got cell={cell!r}: "
             "drop nonlinearity or set cell='rnn'"
         )
-    if cell not in MINIMAL and cell != "ntm":
+    if cell not in MINIMAL and cell not in MEMORY_CELLS:
         return
     given = {"layer_norm": layer_norm, "recurrent_dropout": recurrent_dropout, "zoneout": zoneout}
     given["init"] = init if init != "default" else None
@@ -61,9 +71,9 @@ def check_encoder_options(
     if not unused:
         return
     them = "them" if len(unused) > 1 else "it"
-    if cell == "ntm":
+    if cell in MEMORY_CELLS:
         raise ConfigError(
-            f"cell='ntm' (an LSTM controller with its own initialisation) takes no {', '.join(unused)}: "
+            f"cell={cell!r} (an LSTM controller with its own initialisation) takes no {', '.join(unused)}: "
             f"drop {them}, or use cell='lstm' for those options"
         )
     raise ConfigError(
@@ -91,7 +101,9 @@ def build_encoder(
 
     ``dropout`` acts between stacked layers; with ``num_layers == 1`` there is none and it is ignored
     (task configs carry a default for it, so a warning there would only be noise). ``memory`` sets
-    cell="ntm"'s keys of :data:`MEMORY` (the others at their defaults) and is refused for other cells.
+    cell="ntm"'s keys of :data:`MEMORY` (the others at their defaults), or cell="dnc"'s
+    (:data:`DNC_MEMORY`; write_heads and shift_range away from 1 are refused), and is refused for
+    other cells.
     """
     check_encoder_options(
         cell,
@@ -102,10 +114,13 @@ def build_encoder(
         init=init,
     )
     options = {"dropout": dropout} if num_layers > 1 else {}
-    if cell == "ntm":
-        return NTMEncoder(input_size, hidden_size, num_layers, bidirectional, **options, **_memory(memory))
+    if cell in MEMORY_CELLS:
+        memory = _memory(cell, memory)
+        return CELLS[cell](input_size, hidden_size, num_layers, bidirectional, **options, **memory)
     if memory:
-        raise ConfigError(f"memory={memory} applies to cell='ntm' only, got cell={cell!r}: drop memory")
+        raise ConfigError(
+            f"memory={memory} applies to cell='ntm' or 'dnc' only, got cell={cell!r}: drop memory"
+        )
     if cell not in MINIMAL:
         options |= dict(
             layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init
@@ -115,11 +130,30 @@ def build_encoder(
     return CELLS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
 
 
-def _memory(memory: dict[str, int] | None) -> dict[str, int]:
-    unknown = sorted(set(memory or {}) - set(MEMORY))
+def _memory(cell: str, memory: dict[str, int] | None) -> dict[str, int]:
+    """The memory keys ``cell`` ("ntm" or "dnc") takes: those given, the others at their defaults."""
+    memory = memory or {}
+    unknown = sorted(set(memory) - set(MEMORY))
     if unknown:
         raise unknown_name("memory key", unknown[0], MEMORY)
-    return MEMORY | (memory or {})
+    if cell == "ntm":
+        return MEMORY | memory
+    _check_dnc_memory(memory)
+    return {key: memory.get(key, MEMORY[key]) for key in DNC_MEMORY}
+
+
+def _check_dnc_memory(memory: dict[str, int]) -> None:
+    """A ConfigError for the NTM's head keys (write_heads, shift_range) away from 1 on cell="dnc".
+
+    At 1 they are what a DNC has (one write head) or ignored (no shifts): configs dump every key, so a
+    saved DNC config carries them at their defaults."""
+    given = [f"{key}={memory[key]}" for key in ("write_heads", "shift_range") if memory.get(key, 1) != 1]
+    if given:
+        raise ConfigError(
+            "cell='dnc' has one write head and no head shifts (it finds rows by content, allocation "
+            f"and temporal links), got {', '.join(given)}: drop {'them' if len(given) > 1 else 'it'}, "
+            "or use cell='ntm'"
+        )
 
 
 class RecurrentConfig(Config):
@@ -199,41 +233,50 @@ class EncoderConfig(RecurrentConfig):
         )
 
     def memory(self) -> dict[str, int] | None:
-        """The keys of an NTM's memory (:class:`MemoryEncoderConfig`); None: no memory."""
+        """The keys of an NTM's or a DNC's memory (:class:`MemoryEncoderConfig`); None: no memory."""
         return None
 
 
 class MemoryEncoderConfig(EncoderConfig):
-    """:class:`EncoderConfig` that also takes ``cell: ntm``, with the keys of each layer's memory.
+    """:class:`EncoderConfig` that also takes ``cell: ntm`` and ``cell: dnc``, with the keys of each
+    layer's memory.
 
     ``memory_rows`` (N) rows of ``memory_width`` (M) entries, ``read_heads``, ``write_heads`` and
     ``shift_range`` (the largest head shift, in rows) default to the NTM paper's copy task: 128 x 20,
-    one head of each, shift 1. They apply to cell="ntm" only, and an NTM refuses ``bidirectional``,
-    ``layer_norm``, ``recurrent_dropout``, ``zoneout`` and ``init``. (EncoderConfig itself keeps its
-    keys, so the configs saved by every other model read and dump as before.)
+    one head of each, shift 1. They apply to cell="ntm" and cell="dnc" only; a DNC has one write
+    head and no shifts, and refuses write_heads and shift_range away from 1. Both refuse
+    ``bidirectional``, ``layer_norm``, ``recurrent_dropout``, ``zoneout`` and ``init``. (EncoderConfig
+    itself keeps its keys, so the configs saved by every other model read and dump as before.)
     """
 
-    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm", "ntm"] = "lstm"
-    memory_rows: int = Field(MEMORY["memory_rows"], gt=0, description="N, rows of each NTM memory")
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm", "ntm", "dnc"] = "lstm"
+    memory_rows: int = Field(MEMORY["memory_rows"], gt=0, description="N, rows of each NTM or DNC memory")
     memory_width: int = Field(MEMORY["memory_width"], gt=0, description="M, entries per memory row")
     read_heads: int = Field(MEMORY["read_heads"], gt=0)
-    write_heads: int = Field(MEMORY["write_heads"], gt=0)
-    shift_range: int = Field(MEMORY["shift_range"], ge=0, description="heads shift by -S..S rows a step")
+    write_heads: int = Field(MEMORY["write_heads"], gt=0, description="NTM only; a DNC has one")
+    shift_range: int = Field(MEMORY["shift_range"], ge=0, description="NTM heads shift by -S..S rows a step")
 
     @model_validator(mode="after")
-    def _memory_for_ntm(self) -> MemoryEncoderConfig:
-        if self.cell == "ntm" and self.bidirectional:
-            raise ValueError(f"cell='ntm' cannot run bidirectional: {NTM_FIX}")
-        changed = [key for key, default in MEMORY.items() if getattr(self, key) != default]
-        if self.cell != "ntm" and changed:
+    def _memory_for_its_cell(self) -> MemoryEncoderConfig:
+        if self.cell in MEMORY_CELLS and self.bidirectional:
             raise ValueError(
-                f"{', '.join(changed)} set{'s' * (len(changed) == 1)} the memory of cell='ntm' only, "
-                f"got cell={self.cell!r}: drop {'them' if len(changed) > 1 else 'it'} or set cell: ntm"
+                f"cell={self.cell!r} cannot run bidirectional: {CELLS[self.cell].bidirectional_fix}"
             )
+        changed = [key for key, default in MEMORY.items() if getattr(self, key) != default]
+        if self.cell not in MEMORY_CELLS and changed:
+            raise ValueError(
+                f"{', '.join(changed)} set{'s' * (len(changed) == 1)} the memory of cell='ntm' or 'dnc' "
+                f"only, got cell={self.cell!r}: drop {'them' if len(changed) > 1 else 'it'} or set cell: "
+                "ntm or dnc"
+            )
+        if self.cell == "dnc":
+            _check_dnc_memory({key: getattr(self, key) for key in MEMORY})
         return self
 
     def memory(self) -> dict[str, int] | None:
-        return {key: getattr(self, key) for key in MEMORY} if self.cell == "ntm" else None
+        if self.cell not in MEMORY_CELLS:
+            return None
+        return {key: getattr(self, key) for key in (MEMORY if self.cell == "ntm" else DNC_MEMORY)}
 
 
 def final_states(state: NamedTuple, num_directions: int) -> Tensor:
