@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sentiment lm lm-pretrain g2p pos sensors anomaly speech music captions
+.PHONY: demo test lint bench sentiment lm lm-pretrain g2p pos sensors anomaly speech music captions rl
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -74,6 +74,12 @@ music: $(STAMP)
 # Digit captions: scikit-learn's bundled 8x8 digits described by a measured template.
 captions: $(STAMP)
 	$(VENV)/bin/rnnkit train configs/digit_captions.yaml
+
+# Recurrent agents trained by PPO on four of POPGym's partially observable environments (popgym and
+# torchrl are dev extras: rnnkit[rl]); about a minute each.
+rl: $(STAMP)
+	for env in repeat_previous position_only_cartpole autoencode count_recall; do \
+		$(VENV)/bin/rnnkit train configs/rl_$$env.yaml || exit 1; done
 
 # The server's browser test drives Debian's chromium through Debian's chromedriver (apt-get, as root).
 test: $(STAMP)

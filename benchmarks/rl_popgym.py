@@ -114,6 +114,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="environment steps (default: each config's)")
     parser.add_argument("--cell", help="rnnkit's memory (default: the config's)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides of rnnkit's run"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="rnnkit only (e.g. to compare memories)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,7 +133,7 @@ def main() -> None:
                     f"out_dir={tmp}/run",
                 ]
                 overrides += [f"data.total_steps={args.steps}"] * bool(args.steps)
-                overrides += [f"model.cell={args.cell}"] * bool(args.cell)
+                overrides += [f"model.cell={args.cell}"] * bool(args.cell) + args.set
                 config = load_run_config(ROOT / "configs" / f"rl_{name}.yaml", overrides)
                 started = time.perf_counter()
                 metrics = train_run(config, log=lambda _: None)
@@ -137,14 +141,17 @@ def main() -> None:
                 with open(Path(tmp) / "run" / "log.csv") as f:
                     mmer = max(float(r["episode_return"]) for r in csv.DictReader(f))
             ours = {p: metrics["policies"][p]["mean_return"] for p in ("sampled", "greedy", "random")}
-            started = time.perf_counter()
-            model, sb3_mmer = train_sb3(config, seed)
+            d, started = config.data, time.perf_counter()
+            if args.no_baseline:
+                sb3, sb3_mmer = {"sampled": float("nan"), "greedy": float("nan")}, float("nan")
+            else:
+                model, sb3_mmer = train_sb3(config, seed)
+                agent = SB3Agent(model)
+                sb3 = {
+                    p: statistics.fmean(play(agent, d, d.eval_episodes, p)["returns"])
+                    for p in ("sampled", "greedy")
+                }
             sb3_time = time.perf_counter() - started
-            agent, d = SB3Agent(model), config.data
-            sb3 = {
-                p: statistics.fmean(play(agent, d, d.eval_episodes, p)["returns"])
-                for p in ("sampled", "greedy")
-            }
             row = (d.env, seed, ours, mmer, ours_time, sb3, sb3_mmer, sb3_time)
             rows.append(row)
             print(

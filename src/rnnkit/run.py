@@ -29,7 +29,7 @@ from rnnkit.runtime import seed_everything
 from rnnkit.tasks import BUILT_IN_TASKS, Prelude, Prepared, Task, get_task
 from rnnkit.train import distributed
 from rnnkit.train.options import TrainConfig
-from rnnkit.train.ppo import PPOTrainer
+from rnnkit.train.ppo import PPOTrainer, check_train
 from rnnkit.train.trainer import Trainer
 
 
@@ -136,6 +136,11 @@ def run_config(
     config = validate(run_config_type(task), raw, source, overrides)
     config.model = {"name": task.model_name(config.data), **config.model}
     resolve_model(config, source=source, overrides=overrides)  # bad model keys fail now
+    if task.trainer == "ppo":
+        try:
+            check_train(config.train, config.data)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
     if config.evaluate.refit_every is not None and not task.refits:
         where = origin("evaluate.refit_every", source, overrides)
         raise ConfigError(f"{where}: evaluate.refit_every refits forecasters only: drop it for {task.name}")

@@ -112,6 +112,11 @@ class RLTask(Task[ExperienceConfig, RLPrepared]):
     default_model = "recurrent_agent"
     trainer: ClassVar[str] = "ppo"
     preprocessing_keys = ("observation_size", "action_sizes")
+    fitted_keys: ClassVar = {
+        "observation_size": "the environment's observations",
+        "action_sizes": "its actions",
+    }
+    stand_ins: ClassVar = {"action_sizes": [2]}
 
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> RLPrepared:
         if path is not None:
@@ -133,10 +138,7 @@ class RLTask(Task[ExperienceConfig, RLPrepared]):
         )
 
     def model_keys(self, config, prepared=None) -> ModelKeys:
-        spec = env_spec(config.env)
-        return ModelKeys(
-            fixed={"observation_size": spec.observation_size, "action_sizes": list(spec.action_sizes)}
-        )
+        return ModelKeys(fixed={} if prepared is None else prepared.preprocessing)
 
     def evaluate(self, model, prepared) -> dict[str, Any]:
         return evaluate(model, prepared)

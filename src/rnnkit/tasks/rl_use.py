@@ -14,6 +14,8 @@ likeliest action unless ``deterministic=False`` (then it samples, as in training
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,17 +51,29 @@ class AgentPredictor(Predictor):
         chosen = actions[0].tolist()
         return chosen[0] if len(chosen) == 1 else chosen
 
-    def predict(self, inputs, deterministic: bool = True, **options) -> list[int | list[int]]:
-        """The actions for one episode's observations, read from its start (the memory is reset)."""
+    def predict(self, inputs, deterministic: bool = True, **options) -> list:
+        """The actions for one episode's observations, read from its start (the memory is reset).
+
+        Episodes written as JSON lists (``"[0, 2, 2, 1]"``: the CLI's ``--text``), a list of them,
+        or a JSON-lines file of them give a list of action lists, one per episode."""
         if options:
             raise ConfigError(f"an agent's predict takes deterministic only; got {sorted(options)}")
-        if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
-            raise DataError(
-                f"predict takes a list of observations (one episode), got {type(inputs).__name__}"
-            )
+        if isinstance(inputs, Path):
+            inputs = [line for line in _read_lines(inputs) if line.strip()]
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, (list, tuple)) or not inputs:
+            raise DataError(f"predict takes one episode's observations (a list), got {inputs!r}")
+        if all(isinstance(episode, str) for episode in inputs):
+            return [self._episode(_episode(text), deterministic) for text in inputs]
+        return self._episode(inputs, deterministic)
+
+    def _episode(self, observations, deterministic: bool) -> list[int | list[int]]:
+        if not isinstance(observations, (list, tuple)):
+            raise DataError(f"an episode is a list of observations, got {observations!r}")
         self.reset()
         try:
-            return [self.act(observation, deterministic) for observation in inputs]
+            return [self.act(observation, deterministic) for observation in observations]
         finally:
             self.reset()
 
@@ -79,3 +93,20 @@ class AgentPredictor(Predictor):
             )
         device = next(self.model.parameters()).device
         return torch.as_tensor(np.asarray(flatten(self.space, value), dtype=np.float32), device=device)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _episode(text: str) -> list:
+    try:
+        episode = json.loads(text)
+    except json.JSONDecodeError:
+        episode = None
+    if not isinstance(episode, list):
+        raise DataError(f"an episode is written as a JSON list of observations, e.g. [0, 2, 1]; got {text!r}")
+    return episode

@@ -45,7 +45,8 @@ from rnnkit.train.schedules import LRSchedule, make_optimizer
 
 SUPERVISED_ONLY = (  # train keys PPO has no use for: set, they are refused
     "max_steps", "shuffle", "bucket", "clip_grad_value", "tbptt", "checkpoint_activations", "eval_every",
-    "early_stopping", "checkpoint_every", "gradual_unfreezing", "num_workers", "accumulate",
+    "early_stopping", "checkpoint_every", "gradual_unfreezing", "num_workers", "accumulate", "nan_policy",
+    "monitor", "mode",
 )  # fmt: skip
 RETURNS_WINDOW = 100  # episodes the logged mean return is taken over
 LOGGED = {  # ClipPPOLoss's outputs -> the log's columns (means over an update's minibatches)
@@ -81,7 +82,7 @@ class Collector:
         self.agent, self.envs, self.gamma, self.device = agent, envs, gamma, device
         self.state = agent.initial_state(envs.n)
         self.episode_returns: deque[float] = deque(maxlen=RETURNS_WINDOW)
-        self.episodes = 0
+        self.episodes = 0  # ended so far
 
     @torch.no_grad()
     def collect(self, steps: int) -> Rollout:
@@ -183,6 +184,23 @@ def advantages(rollout: Rollout, gamma: float, lam: float) -> tuple[Tensor, Tens
     )
 
 
+def check_train(config: TrainConfig, experience: ExperienceConfig) -> None:
+    """Raise ConfigError when ``config`` sets a key PPO does not use, or a minibatch larger than a rollout."""
+    defaults = TrainConfig()
+    for key in SUPERVISED_ONLY:
+        if getattr(config, key) != getattr(defaults, key):
+            raise ConfigError(
+                f"train.{key} is for supervised training; a PPO run does not use it: drop it "
+                "(PPO takes optimizer, schedule, clip_grad_norm, epochs, batch_size, seed, device, "
+                "progress)"
+            )
+    if config.batch_size > experience.n_envs:
+        raise ConfigError(
+            f"train.batch_size {config.batch_size} counts rollout rows per minibatch and cannot pass "
+            f"data.n_envs {experience.n_envs}: lower it or raise n_envs"
+        )
+
+
 class PPOTrainer:
     """Trains ``agent`` on ``experience``'s environment by PPO (module docs)."""
 
@@ -192,22 +210,9 @@ class PPOTrainer:
         config: TrainConfig,
         experience: ExperienceConfig,
         run_dir: str | Path | None = None,
-        log=print,
     ) -> None:
-        defaults = TrainConfig()
-        for key in SUPERVISED_ONLY:
-            if getattr(config, key) != getattr(defaults, key):
-                raise ConfigError(
-                    f"train.{key} is for supervised training; a PPO run does not use it: drop it "
-                    "(PPO takes optimizer, schedule, clip_grad_norm, epochs, batch_size, seed, device, "
-                    "progress)"
-                )
-        if config.batch_size > experience.n_envs:
-            raise ConfigError(
-                f"train.batch_size {config.batch_size} counts rollout rows per minibatch and cannot pass "
-                f"data.n_envs {experience.n_envs}: lower it or raise n_envs"
-            )
-        self.config, self.experience, self.log = config, experience, log
+        check_train(config, experience)
+        self.config, self.experience = config, experience
         self.device = select_device(config.device)
         self.agent = agent.to(self.device)
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -236,6 +241,7 @@ class PPOTrainer:
         envs = EnvPool(e.env, e.n_envs, seed=e.seed * 1_000_003 + self.update)
         collector = Collector(self.agent, envs, e.gamma, self.device)
         collector.episode_returns.extend(self.returns)
+        collector.episodes = self.history[-1]["episodes"] if self.history else 0
         bar = self._bar()
         try:
             while self.update < self.updates:
@@ -250,13 +256,12 @@ class PPOTrainer:
                     "step": self.update,
                     "env_steps": self.update * self.batch_steps,
                     "episode_return": sum(self.returns) / len(self.returns) if self.returns else float("nan"),
-                    "episodes": collector.episodes + (self.history[-1]["episodes"] if self.history else 0),
+                    "episodes": collector.episodes,
                     **losses,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "steps_per_s": self.batch_steps / (time.perf_counter() - started),
                 }
                 self.history.append(row)
-                collector.episodes = 0
                 self._save()
                 if bar is not None:
                     bar.set_postfix(episode_return=f"{row['episode_return']:.3f}", refresh=False)
