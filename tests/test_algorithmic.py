@@ -245,8 +245,10 @@ TINY = {"max_length": 3, "eval_lengths": [2, 4], "train_size": 32, "validation_s
 
 # problem, model, a sequence to predict with its options, and what the model should output for it
 TINY_NTM = {"cell": "ntm", "hidden_size": 6, "memory_rows": 5, "memory_width": 4}
+TINY_DNC = {"cell": "dnc", "hidden_size": 6, "memory_rows": 5, "memory_width": 4}
 RUNS = [
     ("copy", TINY_NTM, "101 011 110", {}, "101 011 110"),
+    ("copy", TINY_DNC, "101 011 110", {}, "101 011 110"),
     ("repeat_copy", TINY_NTM, "101 011", {"repeats": 2}, "101 011 101 011"),
     (
         "associative_recall",
@@ -258,7 +260,9 @@ RUNS = [
 ]
 
 
-@pytest.mark.parametrize(("problem", "model", "text", "options", "expected"), RUNS, ids=[r[0] for r in RUNS])
+@pytest.mark.parametrize(
+    ("problem", "model", "text", "options", "expected"), RUNS, ids=[f"{r[0]}-{r[1]['cell']}" for r in RUNS]
+)
 def test_a_tiny_run_trains_saves_loads_and_reports_bits_wrong_by_length(
     tmp_path, problem, model, text, options, expected
 ):
@@ -272,7 +276,9 @@ def test_a_tiny_run_trains_saves_loads_and_reports_bits_wrong_by_length(
     for who in ("model", "all_zeros"):
         assert set(saved["bits_wrong"][who]) == {"2", "4"}
     assert saved["bits_wrong"] == metrics["bits_wrong"]
-    assert (run / "bits_wrong.png").is_file() and (run / "memory.png").is_file() == (model["cell"] == "ntm")
+    assert (run / "bits_wrong.png").is_file() and (run / "memory.png").is_file() == (
+        model["cell"] in ("ntm", "dnc")
+    )
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["cell"] == model["cell"]
 
     predictor = rnnkit.load(run / "bundle")

@@ -204,14 +204,15 @@ class AlgorithmicTask(Task[AlgorithmicDataConfig, AlgorithmicPrepared]):
         return metrics_table(metrics)
 
     def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
-        """bits_wrong.png: bits wrong by length, model beside baseline; memory.png for an NTM."""
+        """bits_wrong.png: bits wrong by length, model beside baseline; memory.png for an NTM or a DNC."""
         from rnnkit.tasks.algorithmic_plots import plot_errors, plot_memory
 
         written = [plot_errors(metrics, out_dir / "bits_wrong.png")]
-        if getattr(model.config, "cell", None) == "ntm":
+        cell = getattr(model.config, "cell", None)
+        if cell in ("ntm", "dnc"):
             n = config.max_length
             example = config.dataset(1, n, n, stream=999)[0]
-            title = f"{config.problem}, length {n}: the NTM's heads (memory rows against steps)"
+            title = f"{config.problem}, length {n}: the {cell.upper()}'s heads (memory rows against steps)"
             written.append(plot_memory(model, example, out_dir / "memory.png", title))
         return written
 

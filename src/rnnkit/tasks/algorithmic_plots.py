@@ -26,7 +26,7 @@ def plot_errors(metrics: dict[str, Any], path: Path) -> Path:
 
 @torch.no_grad()
 def plot_memory(model, example: Example, path: Path, title: str) -> Path:
-    """One example's inputs, targets and outputs, and the first NTM layer's write and read weightings
+    """One example's inputs, targets and outputs, and the first memory layer's write and read weightings
     over time (memory rows against steps), each head its own panel, as the NTM paper's figures 4-6."""
     inputs = example.inputs.to(next(model.parameters()).device)[None]  # (1, T, D)
     outputs = model.predict(inputs)[0].cpu()  # (T, O)
