@@ -54,7 +54,7 @@ def _evaluated(tmp_path, **data):
 def test_the_model_row_is_the_mean_of_the_recurrent_forecast_and_arimas(tmp_path):
     prepared, model, results = _evaluated(tmp_path)
     windows, pre = prepared.test_windows, prepared.preprocessing
-    recurrent = model_forecasts(model, windows.inputs, pre)["point"][..., 0]  # (S, H)
+    recurrent = model_forecasts(model, windows, pre)["point"][..., 0]  # (S, H)
     y = seasonal().astype(np.float32).astype(np.float64)
     arima = classical_forecasts("arima", y, N - 15, windows.origin, 2, 1)  # refitted here, independently
     actual = y[windows.origin[:, None] + np.arange(1, 3)]

@@ -46,7 +46,7 @@ def test_no_refitted_forecast_reads_data_after_its_origin(tmp_path):
     assert not np.allclose(refit["one"]["point"][~before], refit["two"]["point"][~before])
 
     # the first block is the trained model's; the later ones were retrained and differ from it
-    plain = model_forecasts(model, one.test_windows.inputs, one.preprocessing)["point"]
+    plain = model_forecasts(model, one.test_windows, one.preprocessing)["point"]
     first = np.argsort(origin)[:2]
     np.testing.assert_array_equal(refit["one"]["point"][first], plain[first])
     assert not np.allclose(refit["one"]["point"], plain)

@@ -271,9 +271,7 @@ def test_many_series_are_split_on_their_own_and_windows_never_cross_them():
     for i, (series, offset, b, n) in enumerate([(north, 0.0, 24, 30), (south, 10000.0, 40, 50)]):
         mine = windows.series == i
         np.testing.assert_array_equal(windows.origin[mine], np.arange(b - 1, n - 3))
-        selected = type(windows)(
-            windows.inputs[mine], windows.targets[mine], windows.series[mine], windows.origin[mine]
-        )
+        selected = type(windows)(windows.table, 5, 3, windows.series[mine], windows.origin[mine])
         check_window_rows(series, selected, 5, 3, offset, calendar=WEEK)
     for dataset in (prepared.train, prepared.validation, prepared.test):
         inputs, targets = (t.numpy() for t in dataset.tensors)

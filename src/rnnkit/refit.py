@@ -26,7 +26,7 @@ from pydantic import Field
 
 from rnnkit.config import Config
 from rnnkit.data import scaler_from_state
-from rnnkit.data.series import make_windows
+from rnnkit.data.series import collate_windows, make_windows
 from rnnkit.tasks.forecast import windows_dataset
 from rnnkit.tasks.forecast_eval import model_forecasts
 from rnnkit.train.distributed import Dist
@@ -69,9 +69,9 @@ def refit_forecasts(
         if block:
             ends = _cutoffs(windows.series, windows.origin, blocks, block, len(prepared.series))
             seen = make_windows(prepared.series, pre["lookback"], pre["horizon"], ends, *scalers)
-            Trainer(current, settings, dist=alone).fit(windows_dataset(seen))
+            Trainer(current, settings, collate=collate_windows, dist=alone).fit(windows_dataset(seen))
             current.eval()
-        parts.append(model_forecasts(current, windows.inputs[rows], pre) | {"rows": rows})
+        parts.append(model_forecasts(current, windows, pre, rows) | {"rows": rows})
     return _gather(parts, len(windows.origin))
 
 

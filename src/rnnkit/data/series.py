@@ -20,7 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
 
+from rnnkit.data.batch import Batch, stack_pairs
 from rnnkit.data.scalers import Scaler
 from rnnkit.data.tables import require_columns
 from rnnkit.errors import DataError
@@ -170,13 +174,115 @@ def _fill(values: pd.DataFrame, missing: str, where: str, option: str) -> pd.Dat
 
 
 @dataclass
-class Windows:
-    """Windows of every series, with where each came from (for baselines and plots)."""
+class SeriesTable:
+    """Every series' scaled columns once, one series after another: what windows are read from.
 
-    inputs: np.ndarray  # (S, L + H, D)
-    targets: np.ndarray  # (S, H, n_targets)
+    values (R, D) float32, D = targets + past + known columns (calendar features last), R the rows of
+    all series; series i holds rows ``offsets[i]`` to ``offsets[i + 1]``.
+    """
+
+    values: np.ndarray  # (R, D)
+    offsets: np.ndarray  # (n_series + 1,) int64
+    n_targets: int
+    n_observed: int  # targets + past covariates: the columns a window's horizon rows leave at zero
+
+
+def scaled_table(all_series: list[Series], target_scaler: Scaler, past_scaler: Scaler, known_scaler: Scaler):
+    """The :class:`SeriesTable` of ``all_series`` with each column group scaled."""
+    parts = [
+        np.concatenate(
+            [
+                target_scaler.transform(s.targets),
+                past_scaler.transform(s.past),
+                known_scaler.transform(s.known),
+            ],
+            1,
+        ).astype(np.float32, copy=False)
+        for s in all_series
+    ]  # (N_i, D) each
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+    first = all_series[0]
+    n_targets, n_observed = first.targets.shape[1], first.targets.shape[1] + first.past.shape[1]
+    return SeriesTable(
+        np.concatenate(parts) if parts else np.zeros((0, 0), np.float32), offsets, n_targets, n_observed
+    )
+
+
+@dataclass
+class Windows:
+    """Windows of every series as (series, origin) pairs over one :class:`SeriesTable`: nothing is
+    copied until rows are asked for, so a part of the data costs 16 bytes a window, not L + H rows.
+
+    ``inputs_of(rows)`` (k, L + H, D) and ``targets_of(rows)`` (k, H, n_targets) build the windows
+    ``rows`` (indices into this part) with one gather each; ``inputs`` and ``targets`` build all of
+    them (small parts and tests).
+    """
+
+    table: SeriesTable
+    lookback: int
+    horizon: int
     series: np.ndarray  # (S,) index into the list of series
     origin: np.ndarray  # (S,) row of the last observed step in its series
+
+    def __len__(self) -> int:
+        return len(self.origin)
+
+    def _last_rows(self, rows) -> np.ndarray:
+        return self.table.offsets[self.series[rows]] + self.origin[rows]  # (k,) rows of the table
+
+    def inputs_of(self, rows=slice(None)) -> np.ndarray:
+        """The input windows ``rows`` (k, L + H, D): L observed rows, then H rows where only the
+        known covariates are filled and the targets and past covariates are zero."""
+        L, H = self.lookback, self.horizon
+        window = self.table.values[self._last_rows(rows)[:, None] + np.arange(1 - L, H + 1)]  # (k, L + H, D)
+        window[:, L:, : self.table.n_observed] = 0.0  # the future is unknown but for known covariates
+        return window
+
+    def targets_of(self, rows=slice(None)) -> np.ndarray:
+        """The targets of the windows ``rows`` (k, H, n_targets)."""
+        ahead = self._last_rows(rows)[:, None] + np.arange(1, self.horizon + 1)  # (k, H)
+        return self.table.values[ahead, : self.table.n_targets]
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.inputs_of()
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.targets_of()
+
+
+class WindowDataset(Dataset):
+    """:class:`Windows` as a dataset of (inputs, targets) pairs; a DataLoader's batch is built with one
+    gather (``__getitems__``), not a window at a time. Collate with :func:`collate_windows`."""
+
+    def __init__(self, windows: Windows) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rows = np.array([index])
+        return torch.from_numpy(self.windows.inputs_of(rows)[0]), torch.from_numpy(
+            self.windows.targets_of(rows)[0]
+        )
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """All windows as (inputs, targets) tensors, as a TensorDataset's (small parts only)."""
+        return torch.from_numpy(self.windows.inputs), torch.from_numpy(self.windows.targets)
+
+    def __getitems__(self, indices) -> Batch:
+        rows = np.asarray(indices, dtype=np.int64)
+        return Batch(
+            torch.from_numpy(self.windows.inputs_of(rows)), torch.from_numpy(self.windows.targets_of(rows))
+        )
+
+
+def collate_windows(data) -> Batch:
+    """A DataLoader's collate for :class:`WindowDataset`: its batches come built; pairs are stacked."""
+    return data if isinstance(data, Batch) else stack_pairs(data)
 
 
 def split_points(n: int, test: float | int, validation: float | int) -> tuple[int, int]:
@@ -197,36 +303,28 @@ def make_windows(
     lookback: int,
     horizon: int,
     bounds: list[tuple[int, int]],
-    target_scaler: Scaler,
-    past_scaler: Scaler,
-    known_scaler: Scaler,
+    target_scaler: Scaler | None = None,
+    past_scaler: Scaler | None = None,
+    known_scaler: Scaler | None = None,
     stride: int = 1,
+    table: SeriesTable | None = None,
 ) -> Windows:
-    """Windows whose target rows lie in [start, end) of each series; bounds (start, end) per series."""
-    parts = []
-    for index, (s, (start, end)) in enumerate(zip(all_series, bounds, strict=True)):
-        values = np.concatenate(
-            [
-                target_scaler.transform(s.targets),
-                past_scaler.transform(s.past),
-                known_scaler.transform(s.known),
-            ],
-            1,
-        )  # (N, D)
+    """Windows whose target rows lie in [start, end) of each series; bounds (start, end) per series.
+
+    ``table``: the series scaled once (:func:`scaled_table`), shared by every part; without it the
+    scalers make one."""
+    if table is None:
+        table = scaled_table(all_series, target_scaler, past_scaler, known_scaler)
+    series, origins = [], []
+    for index, (start, end) in enumerate(bounds):
         first = max(start, lookback)  # the first target row of a window
-        origins = np.arange(first - 1, end - horizon, stride)  # (S_i,) last observed rows
-        if origins.size == 0:
-            continue
-        rows = origins[:, None] + np.arange(1 - lookback, horizon + 1)  # (S_i, L + H)
-        window = values[rows]  # (S_i, L + H, D)
-        n_observed = s.targets.shape[1] + s.past.shape[1]
-        window[:, lookback:, :n_observed] = 0.0  # the future is unknown but for known covariates
-        targets = values[origins[:, None] + np.arange(1, horizon + 1), : s.targets.shape[1]]  # (S_i, H, n_t)
-        parts.append((window, targets, np.full(origins.size, index), origins))
-    if not parts:
+        found = np.arange(first - 1, end - horizon, stride)  # (S_i,) last observed rows
+        series.append(np.full(found.size, index))
+        origins.append(found)
+    origin = np.concatenate(origins).astype(np.int64) if origins else np.zeros(0, np.int64)
+    if origin.size == 0:
         raise DataError(
             f"no window of lookback {lookback} + horizon {horizon} fits in this part of the data: "
             "shorten the windows, or give the part more rows"
         )
-    inputs, targets, series, origin = (np.concatenate(p) for p in zip(*parts, strict=True))
-    return Windows(inputs.astype(np.float32), targets.astype(np.float32), series, origin)
+    return Windows(table, lookback, horizon, np.concatenate(series).astype(np.int64), origin)

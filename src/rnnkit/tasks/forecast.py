@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field, field_validator, model_validator
-from torch.utils.data import TensorDataset
 
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
@@ -27,9 +26,12 @@ from rnnkit.data.scalers import LogScaler
 from rnnkit.data.series import (
     Columns,
     Series,
+    WindowDataset,
     Windows,
+    collate_windows,
     load_series,
     make_windows,
+    scaled_table,
     split_points,
 )
 from rnnkit.data.tables import read_table
@@ -206,8 +208,10 @@ def prepare(
     preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)
     scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
 
+    table = scaled_table(all_series, *scalers)  # every part's windows read this one copy
+
     def cut(parts: list[tuple[int, int]], stride: int = 1):
-        return make_windows(all_series, config.lookback, config.horizon, parts, *scalers, stride=stride)
+        return make_windows(all_series, config.lookback, config.horizon, parts, stride=stride, table=table)
 
     test = cut([(b, n) for (_, b), n in zip(bounds, ends, strict=True)])
     if whole:
@@ -217,7 +221,7 @@ def prepare(
         )
         return ForecastPrepared(
             train=None, validation=None, test=windows_dataset(test), preprocessing=preprocessing,
-            series=all_series, test_windows=test, bounds=bounds, part=part,
+            series=all_series, test_windows=test, bounds=bounds, part=part, collate=collate_windows,
             classical=None if config.classical is None else tuple(config.classical),
         )  # fmt: skip
     validation = cut(bounds) if any(b > a for a, b in bounds) else None
@@ -230,6 +234,7 @@ def prepare(
         test_windows=test,
         bounds=bounds,
         part=f"test part: {len(test.origin)} forecast origins",
+        collate=collate_windows,
         classical=None if config.classical is None else tuple(config.classical),
     )
 
@@ -281,8 +286,8 @@ def _fit_scaler(name: str, parts: list[np.ndarray], log: bool = False):
     return (LogScaler(make_scaler(name)) if log else make_scaler(name)).fit(values)
 
 
-def windows_dataset(windows) -> TensorDataset:
-    return TensorDataset(torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets))
+def windows_dataset(windows: Windows) -> WindowDataset:
+    return WindowDataset(windows)
 
 
 # ---- plots and the task ------------------------------------------------------------------------
@@ -296,7 +301,7 @@ def plot_test(model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path,
     windows, s = prepared.test_windows, prepared.series[0]
     pre = prepared.preprocessing
     mine = windows.series == 0
-    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs[mine]), pre)
+    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs_of(np.flatnonzero(mine))), pre)
     classical = combined_forecasts(prepared)  # the combined models', if any: all windows
     point, lower, upper = combined(point, lower, upper, [f[mine] for f in classical.values()])
     origins, name = windows.origin[mine], pre["columns"]["targets"][0]

@@ -18,6 +18,7 @@ from rnnkit.metrics import BASELINES, baseline, forecast_metrics
 from rnnkit.tasks.forecast_combine import combined, describe, window_forecasts
 
 if TYPE_CHECKING:
+    from rnnkit.data.series import Windows
     from rnnkit.tasks.forecast import ForecastPrepared
 
 MAX_CLASSICAL_SERIES = 20  # one ARIMA search a series takes seconds: more only when asked for
@@ -49,7 +50,7 @@ def evaluate(
     refits, :mod:`rnnkit.refit`), as :func:`model_forecasts` returns them; by default ``model``'s.
     """
     windows, pre = prepared.test_windows, prepared.preprocessing
-    predicted = predicted or model_forecasts(model, windows.inputs, pre)
+    predicted = predicted or model_forecasts(model, windows, pre)
     recurrent, lower, upper, members = (predicted[k] for k in ("point", "lower", "upper", "members"))
     H, names = pre["horizon"], pre["columns"]["targets"]
     combination = pre.get("combine")
@@ -154,19 +155,30 @@ def _per_series(prepared: ForecastPrepared, j: int, name: str) -> np.ndarray:
     )
 
 
-def model_forecasts(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> dict[str, Any]:
-    """The model's forecasts of windows ``inputs`` in the targets' units: point, lower and upper
-    (S, H, n_t; no bounds for point models) and an ensemble's members' points (M, S, H, n_t) or None."""
-    point, lower, upper = forecasts(model, torch.from_numpy(inputs), pre)
-    return {"point": point, "lower": lower, "upper": upper, "members": _member_points(model, inputs, pre)}
+def model_forecasts(
+    model: torch.nn.Module, windows: Windows, pre: dict[str, Any], rows=None, batch_size: int = 4096
+) -> dict[str, Any]:
+    """The model's forecasts of ``windows`` (those ``rows`` only, when given) in the targets' units:
+    point, lower and upper (S, H, n_t; no bounds for point models) and an ensemble's members' points
+    (M, S, H, n_t) or None. The windows are built and read ``batch_size`` at a time."""
+    rows = np.arange(len(windows)) if rows is None else np.asarray(rows)
+    parts = []
+    for start in range(0, max(len(rows), 1), batch_size):
+        inputs = torch.from_numpy(windows.inputs_of(rows[start : start + batch_size]))
+        point, lower, upper = forecasts(model, inputs, pre)
+        parts.append((point, lower, upper, _member_points(model, inputs, pre)))
+    joined = [
+        None if p[0] is None else np.concatenate(p, axis=int(i == 3)) for i, p in enumerate(zip(*parts))
+    ]
+    return dict(zip(("point", "lower", "upper", "members"), joined, strict=True))  # members: (M, S, ...)
 
 
-def _member_points(model: torch.nn.Module, inputs: np.ndarray, pre: dict[str, Any]) -> np.ndarray | None:
+def _member_points(model: torch.nn.Module, inputs: torch.Tensor, pre: dict[str, Any]) -> np.ndarray | None:
     """Each ensemble member's point forecasts (M, S, H, n_t) in the targets' units; None for one model."""
     if len(getattr(model, "members", ())) < 2:
         return None
     device = next(model.parameters()).device
-    scaled = model.member_forecasts(torch.from_numpy(inputs).to(device)).cpu().numpy()
+    scaled = model.member_forecasts(inputs.to(device)).cpu().numpy()
     return _unscale(scaler_from_state(pre["scalers"]["targets"]), scaled)
 
 
