@@ -7,6 +7,7 @@ from rnnkit.errors import DataError
 from rnnkit.metrics import (
     BASELINES,
     baseline,
+    baselines_of_many,
     forecast_metrics,
     log_count_ratio,
     nbsvm_baseline,
@@ -177,3 +178,19 @@ def test_nbsvm_finds_the_words_that_decide_the_class(classes):
     train, test = texts(90), texts(40)
     result = nbsvm_baseline(*train, *test)
     assert result["accuracy"] == 1.0 and result["f1_macro"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["last_value", "seasonal_naive", "drift", "mean"])
+def test_baselines_of_many_series_at_once_equal_each_series_alone(name):
+    rng = np.random.default_rng(0)
+    series = [rng.normal(10 * i, 1, n) for i, n in enumerate([30, 12, 45])]
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in series])])
+    origins = [np.arange(8, len(s) - 3, 2) for s in series]
+    which = np.concatenate([np.full(len(o), i) for i, o in enumerate(origins)])
+    together = baselines_of_many(name, np.concatenate(series), offsets, which, np.concatenate(origins), 3, 7)
+    alone = np.concatenate([baseline(name, s, o, 3, 7) for s, o in zip(series, origins, strict=True)])
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+    with pytest.raises(DataError, match="seasonal naive needs a season"):
+        baselines_of_many(
+            "seasonal_naive", np.concatenate(series), offsets, np.array([1]), np.array([3]), 3, 7
+        )

@@ -75,24 +75,47 @@ def baseline(name: str, series: np.ndarray, origins: np.ndarray, horizon: int, s
     step (Hyndman & Athanasopoulos, sec. 5.2); drift: the line through the first and last
     observations, extended; mean: the mean of the whole history.
     """
+    series = np.asarray(series)
+    return baselines_of_many(name, series, np.array([0, len(series)]), np.zeros(len(origins), int), origins,
+                             horizon, season)  # fmt: skip
+
+
+def baselines_of_many(
+    name: str,
+    values: np.ndarray,
+    offsets: np.ndarray,
+    series: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    season: int = 1,
+) -> np.ndarray:
+    """:func:`baseline` for windows of many series at once, without a loop over them.
+
+    values (R,): every series one after another, series i at rows ``offsets[i]`` to ``offsets[i + 1]``;
+    series (S,) and origins (S,): each window's series and the row (within it) of its last observation.
+    Returns (S, H).
+    """
     steps = np.arange(1, horizon + 1)  # (H,)
-    last = series[origins][:, None]  # (S, 1)
+    start = np.asarray(offsets)[series]  # (S,) each window's series' first row
+    at = start + origins  # (S,) the origins' rows in ``values``
+    last = values[at][:, None]  # (S, 1)
     if name == "last_value":
         return np.repeat(last, horizon, 1)
     if name == "seasonal_naive":
         back = season * np.ceil(steps / season).astype(int)  # (H,) whole seasons back from each target
-        index = origins[:, None] + steps - back  # (S, H)
+        index = origins[:, None] + steps - back  # (S, H) rows within each series
         if (index < 0).any():
             raise DataError(
                 f"seasonal naive needs a season ({season}) of history before every forecast origin"
             )
-        return series[index]
+        return values[start[:, None] + index]
     if name == "drift":
-        slope = (last[:, 0] - series[0]) / np.maximum(origins, 1)  # (S,)
+        slope = (last[:, 0] - values[start]) / np.maximum(origins, 1)  # (S,)
         return last + slope[:, None] * steps
     if name == "mean":
-        sums = np.cumsum(series)[origins]
-        return np.repeat((sums / (origins + 1))[:, None], horizon, 1)
+        sums = np.cumsum(values, dtype=np.float64)  # (R,)
+        before = np.where(start > 0, sums[np.maximum(start - 1, 0)], 0.0)  # (S,) sums of earlier series
+        return np.repeat(((sums[at] - before) / (origins + 1))[:, None], horizon, 1)
     raise DataError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
 
 

@@ -14,7 +14,7 @@ import torch
 from rnnkit.classical import CLASSICAL, classical_forecasts
 from rnnkit.data import scaler_from_state
 from rnnkit.errors import DataError
-from rnnkit.metrics import BASELINES, baseline, forecast_metrics
+from rnnkit.metrics import BASELINES, baseline, baselines_of_many, forecast_metrics
 from rnnkit.tasks.forecast_combine import combined, describe, window_forecasts
 
 if TYPE_CHECKING:
@@ -137,20 +137,23 @@ def _classical_names(prepared: ForecastPrepared) -> tuple[str, ...] | None:
 
 
 def _per_series(prepared: ForecastPrepared, j: int, name: str) -> np.ndarray:
-    """Baseline ``name``'s forecasts (S, H) of target ``j`` from every evaluated window, series by series."""
+    """Baseline ``name``'s forecasts (S, H) of target ``j`` from every evaluated window: the naive
+    ones for all series at once, a classical model fitted series by series."""
     windows, pre = prepared.test_windows, prepared.preprocessing
+    H, season = pre["horizon"], pre["season"]
+    if name in BASELINES:
+        values = np.concatenate([s.targets[:, j] for s in prepared.series])  # (R,) in the targets' units
+        return baselines_of_many(
+            name, values, windows.table.offsets, windows.series, windows.origin, H, season
+        )
+    found, first = np.unique(windows.series, return_index=True)  # windows come series by series
+    ends = [*first[1:], len(windows)]
     return np.concatenate(
         [
             _baseline(
-                name,
-                s.targets[:, j],
-                windows.origin[windows.series == i],
-                prepared.bounds[i],
-                pre["horizon"],
-                pre["season"],
+                name, prepared.series[i].targets[:, j], windows.origin[a:b], prepared.bounds[i], H, season
             )
-            for i, s in enumerate(prepared.series)
-            if (windows.series == i).any()
+            for i, a, b in zip(found, first, ends, strict=True)
         ]
     )
 
@@ -168,7 +171,8 @@ def model_forecasts(
         point, lower, upper = forecasts(model, inputs, pre)
         parts.append((point, lower, upper, _member_points(model, inputs, pre)))
     joined = [
-        None if p[0] is None else np.concatenate(p, axis=int(i == 3)) for i, p in enumerate(zip(*parts))
+        None if p[0] is None else np.concatenate(p, axis=int(i == 3))
+        for i, p in enumerate(zip(*parts, strict=True))
     ]
     return dict(zip(("point", "lower", "upper", "members"), joined, strict=True))  # members: (M, S, ...)
 
