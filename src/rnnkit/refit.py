@@ -41,6 +41,9 @@ class EvaluateConfig(Config):
         None, ge=1, description="retrain every k forecast origins of each series (warm-started); none: never"
     )
     refit_epochs: int = Field(1, ge=1, description="epochs of each retraining")
+    max_series: int | None = Field(
+        None, ge=1, description="evaluate on this many series drawn at random (train.seed); none: all"
+    )
 
 
 def refit_forecasts(

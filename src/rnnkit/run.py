@@ -141,6 +141,11 @@ def run_config(
             check_train(config.train, config.data)
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
+    if config.evaluate.max_series is not None and type(task).sample is Task.sample:
+        where = origin("evaluate.max_series", source, overrides)
+        raise ConfigError(
+            f"{where}: evaluate.max_series samples the series of a forecast: drop it for {task.name}"
+        )
     if config.evaluate.refit_every is not None and not task.refits:
         where = origin("evaluate.refit_every", source, overrides)
         raise ConfigError(f"{where}: evaluate.refit_every refits forecasters only: drop it for {task.name}")
@@ -305,6 +310,8 @@ def _train(config: RunConfig, task: Task, prepared: Prepared, model_cfg: Config,
     how = f"stopped early, weights of step {trainer.best_step} restored" if trainer.stopped_early else "done"
     log(f"\ntrained {trainer.step} steps ({how}); evaluating on the {prepared.part}")
     save = functools.partial(save_bundle, run_dir / "bundle", model, resolved.model_dump(mode="json"))
+    if config.evaluate.max_series is not None:  # judged (and plotted) on a sample of the series
+        prepared = task.sample(prepared, config.evaluate.max_series, config.train.seed)
     try:
         metrics = _evaluate(config, task, model, prepared, log)
     except KeyboardInterrupt:  # the model is trained: keep it, the table can be printed later

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from rnnkit.config import Config
-from rnnkit.errors import DataError, RnnkitError
+from rnnkit.errors import ConfigError, DataError, RnnkitError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -132,6 +132,11 @@ class Task(ABC, Generic[D, P]):
         """A run to make (into a folder of ``run_dir``) before this one trains, whose bundle this one
         starts from."""
         return None
+
+    def sample(self, prepared: P, max_series: int, seed: int) -> P:
+        """``prepared`` to be evaluated on ``max_series`` of its series (``evaluate.max_series``), drawn
+        with ``seed``; a task without series refuses it."""
+        raise ConfigError(f"evaluate.max_series samples the series of a forecast; drop it for {self.name}")
 
     def initialize(self, model: nn.Module, prepared: P, config: D, log: Callable[[str], None]) -> None:
         """Set up a freshly built model from the data (e.g. pretrained vectors) before training."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -184,6 +184,7 @@ class ForecastPrepared(Prepared):
     test_windows: Windows  # the evaluated windows, with each one's series and origin
     bounds: list[tuple[int, int]]  # per series: validation starts at row a, test at row b
     classical: tuple[str, ...] | None = None  # the classical baselines; None: all up to 20 series
+    per_series: pd.DataFrame | None = None  # the last evaluation's scores, a row per series
 
 
 def prepare(
@@ -293,18 +294,23 @@ def windows_dataset(windows: Windows) -> WindowDataset:
 # ---- plots and the task ------------------------------------------------------------------------
 
 
-def plot_test(model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path, steps: list[int]):
-    """For each step k: the test part of the first series with the model's k-step-ahead forecasts,
-    their interval, and the persistence forecast, after the months before it."""
+def plot_test(
+    model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path, steps: list[int], index: int = 0,
+    name: str = "forecast_step{k}.png",
+):  # fmt: skip
+    """For each step k: the evaluated part of series ``index`` (the first by default) with the model's
+    k-step-ahead forecasts, their interval, and the persistence forecast, after the months before it;
+    written to ``out_dir / name.format(k=k)``."""
     from rnnkit import plots
 
-    windows, s = prepared.test_windows, prepared.series[0]
+    windows, s = prepared.test_windows, prepared.series[index]
     pre = prepared.preprocessing
-    mine = windows.series == 0
+    mine = windows.series == index
     point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs_of(np.flatnonzero(mine))), pre)
     classical = combined_forecasts(prepared)  # the combined models', if any: all windows
     point, lower, upper = combined(point, lower, upper, [f[mine] for f in classical.values()])
-    origins, name = windows.origin[mine], pre["columns"]["targets"][0]
+    origins, target = windows.origin[mine], pre["columns"]["targets"][0]
+    of = f" of series {s.key}" if len(prepared.series) > 1 else ""
     x_all = s.times if s.times is not None else np.arange(len(s.targets))
     start = max(0, origins[0] - 3 * max(pre["lookback"], 30))
     paths = []
@@ -317,14 +323,29 @@ def plot_test(model: torch.nn.Module, prepared: ForecastPrepared, out_dir: Path,
                 (x, s.targets[origins + k, 0]),
                 {f"model, {k} step(s) ahead": point[:, k - 1, 0], "persistence": s.targets[origins, 0]},
                 x,
-                out_dir / f"forecast_step{k}.png",
+                out_dir / name.format(k=k),
                 band=band,
                 band_label="80% interval",
-                title=f"{name}: test part, forecasts made {k} step(s) ahead",
-                ylabel=name,
+                title=f"{target}{of}: test part, forecasts made {k} step(s) ahead",
+                ylabel=target,
             )
         )
     return paths
+
+
+def sample_series(prepared: ForecastPrepared, max_series: int, seed: int) -> ForecastPrepared:
+    """``prepared`` with its test windows of ``max_series`` series only, drawn with ``seed``."""
+    windows = prepared.test_windows
+    present = np.unique(windows.series)
+    if len(present) <= max_series:
+        return prepared
+    chosen = np.sort(np.random.default_rng(seed).choice(present, max_series, replace=False))
+    rows = np.isin(windows.series, chosen)
+    kept = Windows(
+        windows.table, windows.lookback, windows.horizon, windows.series[rows], windows.origin[rows]
+    )
+    part = f"{prepared.part}, of a sample of {max_series} of the {len(present)} series (evaluate.max_series)"
+    return replace(prepared, test=windows_dataset(kept), test_windows=kept, part=part)
 
 
 class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
@@ -363,8 +384,24 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
         return metrics_table(metrics)
 
     def plots(self, model, prepared, out_dir, config, metrics) -> list[Path]:
-        """The test-part forecasts 1 step and the full horizon ahead."""
-        return plot_test(model, prepared, out_dir, [1, config.horizon])
+        """The test-part forecasts 1 step and the full horizon ahead of the first series (and of the
+        model's worst series, by MASE, when there are several), and ``metrics_per_series.csv``."""
+        first = int(prepared.test_windows.series[0])
+        written = plot_test(model, prepared, out_dir, [1, config.horizon], first)
+        if prepared.per_series is not None and len(prepared.per_series) > 1:
+            written.append(out_dir / "metrics_per_series.csv")
+            prepared.per_series.to_csv(written[-1], index=False, float_format="%.6g")
+            column = next(c for c in prepared.per_series.columns if c.endswith("model_MASE"))
+            worst = prepared.per_series.loc[prepared.per_series[column].idxmax(), "series"]
+            index = next(i for i, s in enumerate(prepared.series) if s.key == worst)
+            written += plot_test(
+                model, prepared, out_dir, [config.horizon], index, "forecast_worst_step{k}.png"
+            )
+        return written
+
+    def sample(self, prepared: ForecastPrepared, max_series: int, seed: int) -> ForecastPrepared:
+        """``prepared`` to be evaluated on ``max_series`` of its series, drawn at random."""
+        return sample_series(prepared, max_series, seed)
 
     def predictor(self, bundle) -> Predictor:
         from rnnkit.tasks.forecast_use import ForecastPredictor

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from rnnkit.classical import CLASSICAL, classical_forecasts
 from rnnkit.data import scaler_from_state
 from rnnkit.errors import DataError
-from rnnkit.metrics import BASELINES, baseline, baselines_of_many, forecast_metrics
+from rnnkit.metrics import BASELINES, baseline, baselines_of_many, forecast_metrics, seasonal_scale
 from rnnkit.tasks.forecast_combine import combined, describe, window_forecasts
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def evaluate(
         "skipped": dict(classical["skipped"]), "combination": describe(combination),
     }  # fmt: skip
     steps = {"h1": [0], f"h{H}": [H - 1], "all": list(range(H))} if H > 1 else {"h1": [0]}
+    tables = []
     for j, name in enumerate(names):
         guesses = {"model": point[..., j]}
         if done:
@@ -83,12 +85,81 @@ def evaluate(
                 )
                 for who, g in guesses.items()
             }
+        table, summary = per_series_scores(prepared, actual[..., j], guesses, j)
+        tables.append(table.add_prefix(f"{name}/" if len(names) > 1 else ""))
+        if summary is not None:
+            results.setdefault("per_series", {})[name] = summary
         if members is not None:  # the spread of an ensemble: each member's MASE over all steps
             scores = [
                 forecast_metrics(actual[..., j], m[..., j], pre["mase_scale"][j])["MASE"] for m in members
             ]
             results.setdefault("members", {})[name] = scores
+    prepared.per_series = pd.concat(tables, axis=1).reset_index(names="series")
     return results
+
+
+QUANTILES = (0.1, 0.5, 0.9)
+WORST = 5  # series named in the summary
+
+
+def per_series_scores(
+    prepared: ForecastPrepared, actual: np.ndarray, guesses: dict[str, np.ndarray], j: int
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Each evaluated series' scores over all steps of target ``j``: every forecaster's MASE (scaled by
+    that series' own in-sample seasonal naive error, the M4 and M5 way), the model's MAE and sMAPE,
+    as a table indexed by the series' keys; and their summary (None for one series).
+
+    actual (S, H) and each of ``guesses`` (S, H): the evaluated windows' values, series by series."""
+    windows = prepared.test_windows
+    found, first = np.unique(windows.series, return_index=True)  # windows come series by series
+    counts = np.diff([*first, len(windows)]) * actual.shape[1]  # (n,) values scored a series
+    scales = np.array(
+        [_own_scale(prepared, i, j, o) for i, o in zip(found, windows.origin[first], strict=True)]
+    )
+
+    def mean(per_window: np.ndarray) -> np.ndarray:  # (S,) -> (n,): each series' mean per scored value
+        return np.add.reduceat(per_window, first) / counts
+
+    table = {"windows": counts // actual.shape[1]}
+    for who, guess in guesses.items():
+        errors = np.abs(guess - actual)  # (S, H)
+        table[f"{who}_MASE"] = mean(errors.sum(1)) / scales
+        if who == "model":
+            table["model_MAE"] = mean(errors.sum(1))
+            size = np.abs(guess) + np.abs(actual)
+            table["model_sMAPE"] = mean((200 * errors / np.where(size > 0, size, 1)).sum(1))
+    frame = pd.DataFrame(table, index=pd.Index([prepared.series[i].key for i in found], name="series"))
+    if len(found) < 2:
+        return frame, None
+    model = frame["model_MASE"]
+    worst = model.nlargest(WORST)
+    summary = {
+        "series": len(found),
+        "MASE": {
+            who: {
+                "mean": float(frame[f"{who}_MASE"].mean()),
+                **{f"q{round(100 * q)}": float(frame[f"{who}_MASE"].quantile(q)) for q in QUANTILES},
+            }
+            for who in guesses
+        },
+        "model_beats": {
+            who: float((model < frame[f"{who}_MASE"]).mean()) for who in guesses if who != "model"
+        },
+        "worst": [{"series": key, "MASE": float(value)} for key, value in worst.items()],
+    }
+    return frame, summary
+
+
+def _own_scale(prepared: ForecastPrepared, i: int, j: int, first_origin: int) -> float:
+    """Series i's in-sample seasonal naive MAE of target j (its training rows, or those up to its first
+    evaluated origin); the data's MASE scale where the series is shorter than a season."""
+    pre = prepared.preprocessing
+    a = prepared.bounds[i][0]
+    end = a if a > 0 else int(first_origin) + 1
+    try:
+        return seasonal_scale(prepared.series[i].targets[:end, j], pre["season"])
+    except DataError:
+        return pre["mase_scale"][j]
 
 
 def combined_forecasts(prepared: ForecastPrepared) -> dict[str, np.ndarray]:
@@ -224,7 +295,13 @@ def metrics_table(results: dict[str, Any]) -> str:
             f"steps {low:.3f} to {high:.3f} (median {middle:.3f})"
         )
     for name, per_step in results.items():
-        if not isinstance(per_step, dict) or name in ("skipped", "members", "refit", "combination"):
+        if not isinstance(per_step, dict) or name in (
+            "skipped",
+            "members",
+            "refit",
+            "combination",
+            "per_series",
+        ):
             continue
         for key, rows in per_step.items():
             title = "all steps" if key == "all" else f"step {key[1:]} ahead"
@@ -238,4 +315,20 @@ def metrics_table(results: dict[str, Any]) -> str:
                 cells = "".join(f"{metrics[c]:>10.3f}" if c in metrics else f"{'':>10}" for c in columns)
                 lines.append(f"  {labels[who]:<28}{cells}{ranks[who]:>6}")
             lines.append(f"  (rank: by MASE among the {len(rows)} rows)")
+    for name, summary in results.get("per_series", {}).items():
+        lines += _per_series_lines(name, summary, labels)
     return "\n".join(lines)
+
+
+def _per_series_lines(name: str, summary: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    lines = [
+        f"\n{name}, each of the {summary['series']} series on its own (MASE over all steps, by its own "
+        "scale; all in metrics_per_series.csv):",
+        f"  {'':<28}{'mean':>10}{'10%':>10}{'median':>10}{'90%':>10}  model better on",
+    ]
+    for who, m in summary["MASE"].items():
+        better = "" if who == "model" else f"{summary['model_beats'][who]:>8.0%} of series"
+        cells = "".join(f"{m[q]:>10.3f}" for q in ("mean", "q10", "q50", "q90"))
+        lines.append(f"  {labels[who]:<28}{cells}  {better}")
+    worst = ", ".join(f"{w['series']} ({w['MASE']:.2f})" for w in summary["worst"])
+    return [*lines, f"  the model's worst series: {worst}"]
