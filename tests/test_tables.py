@@ -1,8 +1,10 @@
 """Tables: every supported file format reads to the same frame; bad files give a DataError naming the fix."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from rnnkit.data.series import Columns, load_series
 from rnnkit.data.tables import read_table, require_columns
 from rnnkit.errors import DataError
 
@@ -111,3 +113,26 @@ def test_require_columns_without_a_near_name_gives_no_hint_and_uses_the_source()
 
 def test_require_columns_accepts_present_columns():
     require_columns(table(), ["price", "date", "store"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_only_the_columns_asked_for_are_read_numbers_as_float32_and_ids_as_categories(tmp_path, suffix):
+    frame = pd.DataFrame({"shop": ["a", "a", "b"], "date": ["2024-01-01", "2024-01-02", "2024-01-01"],
+                          "sales": [1.5, 2.5, 3.5], "unused": ["x", "y", "z"]})  # fmt: skip
+    path = tmp_path / f"t{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    read = read_table(path, ["shop", "date", "sales"], floats=["sales"], categories=["shop"])
+    assert list(read.columns) == ["shop", "date", "sales"]
+    assert read["sales"].dtype == np.float32 and isinstance(read["shop"].dtype, pd.CategoricalDtype)
+    assert read["sales"].tolist() == [1.5, 2.5, 3.5] and read["shop"].tolist() == ["a", "a", "b"]
+    with pytest.raises(DataError, match=rf"t{suffix} has no column 'sale' \(did you mean 'sales'\?\)"):
+        read_table(path, ["shop", "sale"])
+
+
+def test_a_text_cell_in_a_float_column_is_left_for_the_series_check_that_names_its_row(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("date,sales\n2024-01-01,1\n2024-01-02,n/a?\n2024-01-03,3\n")
+    read = read_table(path, ["date", "sales"], floats=["sales"])
+    assert read["sales"].tolist() == ["1", "n/a?", "3"]
+    with pytest.raises(DataError, match=r"missing or non-numeric values in \['sales'\] on rows \[2\]"):
+        load_series(read, Columns(time="date", targets=("sales",)))

@@ -125,8 +125,11 @@ def read_frame(config: SeriesDataConfig) -> pd.DataFrame:
     """The table the config names; a DataFrame can also go straight to :func:`prepare`."""
     if config.path is config.dataset is config.synthetic is None:
         raise DataError("no data: set data.path, data.dataset or data.synthetic (or pass a DataFrame)")
-    if config.path is not None:
-        return read_table(config.path)
+    if config.path is not None:  # only the columns used: numbers as float32, the id as a category
+        columns = columns_of(config)
+        numbers = [*columns.targets, *columns.past, *columns.known]
+        used = [c for c in (columns.id, columns.time) if c] + numbers
+        return read_table(config.path, used, floats=numbers, categories=[columns.id] if columns.id else [])
     if config.dataset == "seattle_weather":
         try:
             from vega_datasets import data
