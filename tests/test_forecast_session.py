@@ -122,14 +122,17 @@ def test_only_the_new_rows_are_scaled_and_the_window_is_the_lookback(tmp_path):
     frame = table()
     session = bundle(tmp_path / "b", frame).session()
     scaled = []
-    targets = session.scalers[0]
+    targets, past, known = session.scalers.shared
 
     class Counting:
         def transform(self, values):
             scaled.append(len(values))
             return targets.transform(values)
 
-    session.scalers[0] = Counting()
+        def inverse_transform(self, values):
+            return targets.inverse_transform(values)
+
+    session.scalers.shared = (Counting(), past, known)
     for _, row in pieces(frame, 1):
         session.feed(row)
     assert sum(scaled) == N and len(session.window) == L and session.rows_read == N

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from rnnkit.data.scalers import make_scaler
 from rnnkit.data.series import (
     Columns,
+    SeriesScaling,
     WindowDataset,
     collate_windows,
     load_series,
@@ -91,7 +92,12 @@ def test_lazy_windows_equal_the_materialised_ones(series_and_scalers, lookback, 
         "test": [(m - 8, m) for m in n],
     }[part]
     lazy = make_windows(
-        all_series, lookback, horizon, bounds, stride=stride, table=scaled_table(all_series, *scalers)
+        all_series,
+        lookback,
+        horizon,
+        bounds,
+        stride=stride,
+        table=scaled_table(all_series, SeriesScaling(*scalers)),
     )
     inputs, targets, series, origin = materialised(all_series, lookback, horizon, bounds, scalers, stride)
     np.testing.assert_array_equal(lazy.series, series)
@@ -107,7 +113,7 @@ def test_lazy_windows_equal_the_materialised_ones(series_and_scalers, lookback, 
 
 def test_a_window_costs_its_indices_not_its_rows(series_and_scalers):
     all_series, scalers = series_and_scalers
-    table = scaled_table(all_series, *scalers)
+    table = scaled_table(all_series, SeriesScaling(*scalers))
     n = [len(s.targets) for s in all_series]
     windows = make_windows(all_series, 14, 7, [(0, m) for m in n], table=table)
     assert windows.table is table
@@ -119,7 +125,9 @@ def test_a_window_costs_its_indices_not_its_rows(series_and_scalers):
 def test_a_loaders_batches_are_one_gather_of_the_same_windows(series_and_scalers):
     all_series, scalers = series_and_scalers
     n = [len(s.targets) for s in all_series]
-    windows = make_windows(all_series, 7, 3, [(0, m) for m in n], table=scaled_table(all_series, *scalers))
+    windows = make_windows(
+        all_series, 7, 3, [(0, m) for m in n], table=scaled_table(all_series, SeriesScaling(*scalers))
+    )
     dataset = WindowDataset(windows)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
     gathered = list(DataLoader(dataset, batch_size=16, sampler=order, collate_fn=collate_windows))

@@ -25,7 +25,6 @@ import torch
 from pydantic import Field
 
 from rnnkit.config import Config
-from rnnkit.data import scaler_from_state
 from rnnkit.data.series import collate_windows, make_windows
 from rnnkit.tasks.forecast import windows_dataset
 from rnnkit.tasks.forecast_eval import model_forecasts
@@ -53,7 +52,6 @@ def refit_forecasts(
     as :func:`~rnnkit.tasks.forecast_eval.model_forecasts` returns them for one model."""
     windows, pre = prepared.test_windows, prepared.preprocessing
     blocks = _blocks(windows.series, windows.origin, every)
-    scalers = [scaler_from_state(pre["scalers"][f]) for f in ("targets", "past", "known")]
     settings = train.model_copy(
         update={
             "epochs": epochs,
@@ -71,7 +69,7 @@ def refit_forecasts(
         rows = np.flatnonzero(blocks == block)
         if block:
             ends = _cutoffs(windows.series, windows.origin, blocks, block, len(prepared.series))
-            seen = make_windows(prepared.series, pre["lookback"], pre["horizon"], ends, *scalers)
+            seen = make_windows(prepared.series, pre["lookback"], pre["horizon"], ends, table=windows.table)
             Trainer(current, settings, collate=collate_windows, dist=alone).fit(windows_dataset(seen))
             current.eval()
         parts.append(model_forecasts(current, windows, pre, rows) | {"rows": rows})

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnkit.data.batch import Batch, stack_pairs
-from rnnkit.data.scalers import Scaler
+from rnnkit.data.scalers import Scaler, scaler_from_state
 from rnnkit.data.tables import require_columns
 from rnnkit.errors import DataError
 
@@ -173,39 +173,95 @@ def _fill(values: pd.DataFrame, missing: str, where: str, option: str) -> pd.Dat
     return filled
 
 
+class SeriesScaling:
+    """How a forecast's columns are scaled: three shared scalers (targets, past and known covariates),
+    and with per-series scaling each series' own target and past scalers, fitted on that series'
+    training rows. A series never seen in training gets scalers of the same kind fitted on the rows
+    it comes with (its own history: a cold start); known covariates are always scaled alike.
+
+        scaling = SeriesScaling.from_state(preprocessing)       # as a bundle keeps it
+        targets, past, known = scaling.of(series)
+    """
+
+    def __init__(self, targets: Scaler, past: Scaler, known: Scaler, own: dict | None = None) -> None:
+        self.shared = (targets, past, known)
+        self.own = own  # key -> (targets, past) scalers; None: one scaling for every series
+
+    @classmethod
+    def from_state(cls, preprocessing: dict) -> SeriesScaling:
+        """From a forecast's preprocessing: ``scalers`` (shared) and ``series_scalers`` (per series)."""
+        shared = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
+        own = preprocessing.get("series_scalers")
+        if own is not None:
+            own = {
+                key: (scaler_from_state(s["targets"]), scaler_from_state(s["past"])) for key, s in own.items()
+            }
+        return cls(*shared, own)
+
+    @property
+    def per_series(self) -> bool:
+        return self.own is not None
+
+    def of(self, s: Series) -> tuple[Scaler, Scaler, Scaler]:
+        """Series ``s``'s (targets, past, known) scalers."""
+        if self.own is None:
+            return self.shared
+        if s.key not in self.own:  # a new series: scaled by its own history
+            self.own[s.key] = (self.fresh(0, s.targets), self.fresh(1, s.past))
+        return (*self.own[s.key], self.shared[2])
+
+    def fresh(self, group: int, values: np.ndarray) -> Scaler:
+        """A scaler of the shared one's kind (group 0: targets, 1: past) fitted on ``values``."""
+        scaler = scaler_from_state(self.shared[group].state_dict())
+        return scaler.fit(values) if values.shape[1] else scaler
+
+
 @dataclass
 class SeriesTable:
     """Every series' scaled columns once, one series after another: what windows are read from.
 
     values (R, D) float32, D = targets + past + known columns (calendar features last), R the rows of
-    all series; series i holds rows ``offsets[i]`` to ``offsets[i + 1]``.
+    all series; series i holds rows ``offsets[i]`` to ``offsets[i + 1]`` and was scaled with
+    ``target_scalers[i]`` (one object for all series unless each has its own).
     """
 
     values: np.ndarray  # (R, D)
     offsets: np.ndarray  # (n_series + 1,) int64
     n_targets: int
     n_observed: int  # targets + past covariates: the columns a window's horizon rows leave at zero
+    target_scalers: list  # (n_series,) the scaler of each series' targets
+
+    def unscale(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """``values`` (S, ..., n_targets) of windows of ``series`` (S,) in the targets' own units."""
+        shape, n = values.shape, values.shape[-1]
+        first_scaler = self.target_scalers[0]
+        if all(scaler is first_scaler for scaler in self.target_scalers):
+            return first_scaler.inverse_transform(values.reshape(-1, n)).reshape(shape)
+        out = np.empty(shape, values.dtype if values.dtype in (np.float32, np.float16) else np.float64)
+        order = np.argsort(series, kind="stable")
+        found, first = np.unique(series[order], return_index=True)
+        for i, rows in zip(found, np.split(order, first[1:]), strict=True):
+            part = values[rows].reshape(-1, n)
+            out[rows] = self.target_scalers[i].inverse_transform(part).reshape((len(rows), *shape[1:]))
+        return out
 
 
-def scaled_table(all_series: list[Series], target_scaler: Scaler, past_scaler: Scaler, known_scaler: Scaler):
-    """The :class:`SeriesTable` of ``all_series`` with each column group scaled."""
-    parts = [
-        np.concatenate(
-            [
-                target_scaler.transform(s.targets),
-                past_scaler.transform(s.past),
-                known_scaler.transform(s.known),
-            ],
-            1,
-        ).astype(np.float32, copy=False)
-        for s in all_series
-    ]  # (N_i, D) each
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+def scaled_table(all_series: list[Series], scaling: SeriesScaling) -> SeriesTable:
+    """The :class:`SeriesTable` of ``all_series``, each column group scaled by ``scaling``, written
+    straight into one float32 array (no second copy of the table)."""
     first = all_series[0]
     n_targets, n_observed = first.targets.shape[1], first.targets.shape[1] + first.past.shape[1]
-    return SeriesTable(
-        np.concatenate(parts) if parts else np.zeros((0, 0), np.float32), offsets, n_targets, n_observed
-    )
+    D = n_observed + first.known.shape[1]
+    offsets = np.concatenate([[0], np.cumsum([len(s.targets) for s in all_series])]).astype(np.int64)
+    values = np.empty((int(offsets[-1]), D), np.float32)
+    target_scalers = []
+    for s, a, b in zip(all_series, offsets[:-1], offsets[1:], strict=True):
+        targets, past, known = scaling.of(s)
+        values[a:b, :n_targets] = targets.transform(s.targets)
+        values[a:b, n_targets:n_observed] = past.transform(s.past)
+        values[a:b, n_observed:] = known.transform(s.known)
+        target_scalers.append(targets)
+    return SeriesTable(values, offsets, n_targets, n_observed, target_scalers)
 
 
 @dataclass
@@ -314,7 +370,7 @@ def make_windows(
     ``table``: the series scaled once (:func:`scaled_table`), shared by every part; without it the
     scalers make one."""
     if table is None:
-        table = scaled_table(all_series, target_scaler, past_scaler, known_scaler)
+        table = scaled_table(all_series, SeriesScaling(target_scaler, past_scaler, known_scaler))
     series, origins = [], []
     for index, (start, end) in enumerate(bounds):
         first = max(start, lookback)  # the first target row of a window

@@ -10,6 +10,7 @@ the test part's rolling origins (one forecast from every test step, a backtest w
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,11 +22,12 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from rnnkit.config import Config
-from rnnkit.data import make_scaler, noisy_sine, scaler_from_state, seasonal_temperature
+from rnnkit.data import make_scaler, noisy_sine, seasonal_temperature
 from rnnkit.data.scalers import LogScaler
 from rnnkit.data.series import (
     Columns,
     Series,
+    SeriesScaling,
     WindowDataset,
     Windows,
     collate_windows,
@@ -76,6 +78,11 @@ class SeriesDataConfig(Config):
     validation: Part = Field(0.0, description="the same, for the part just before the test part")
     scaler: Literal["none", "minmax", "standard", "robust"] = Field(
         "standard", description="fitted on the training part; none only for values already near [-1, 1]"
+    )
+    scale: Literal["global", "per_series"] = Field(
+        "global",
+        description="per_series: each series' targets and past covariates scaled by its own training "
+        "rows (a new series by its own history); global: all by the training rows of all",
     )
     transform: Literal["none", "log"] = Field(
         "none", description="log: the targets' logarithm is modelled (positive series, proportional changes)"
@@ -210,9 +217,7 @@ def prepare(
     ends = [len(s.targets) for s in all_series]
     bounds = [(0, 0)] * len(all_series) if whole else [_bounds(s, config) for s in all_series]
     preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)
-    scalers = [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
-
-    table = scaled_table(all_series, *scalers)  # every part's windows read this one copy
+    table = scaled_table(all_series, SeriesScaling.from_state(preprocessing))  # every part reads this copy
 
     def cut(parts: list[tuple[int, int]], stride: int = 1):
         return make_windows(all_series, config.lookback, config.horizon, parts, stride=stride, table=table)
@@ -263,7 +268,16 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
         float(np.mean([seasonal_scale(s.targets[:a, j], config.season) for s, a in train]))
         for j in range(len(config.targets))
     ]
+    own = None
+    if config.scale == "per_series":  # each series' targets and past covariates by its own training rows
+        log = config.transform == "log"
+        own = {
+            s.key: {f: _fit_scaler(config.scaler, [getattr(s, f)[:a]], log and f == "targets").state_dict()
+                    for f in ("targets", "past")}
+            for s, a in train
+        }  # fmt: skip
     return {
+        "series_scalers": own,
         "combine": fit_combination(_combined_models(config), train, config.season),
         "columns": columns_of(config).__dict__,
         "calendar": list(config.calendar),
@@ -309,7 +323,9 @@ def plot_test(
     windows, s = prepared.test_windows, prepared.series[index]
     pre = prepared.preprocessing
     mine = windows.series == index
-    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs_of(np.flatnonzero(mine))), pre)
+    rows = np.flatnonzero(mine)
+    unscale = functools.partial(windows.table.unscale, series=windows.series[rows])
+    point, lower, upper = forecasts(model, torch.from_numpy(windows.inputs_of(rows)), pre, unscale=unscale)
     classical = combined_forecasts(prepared)  # the combined models', if any: all windows
     point, lower, upper = combined(point, lower, upper, [f[mine] for f in classical.values()])
     origins, target = windows.origin[mine], pre["columns"]["targets"][0]

@@ -6,6 +6,7 @@ ranks each row by MASE, and an ensemble's members' spread is reported beside it.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,16 +27,22 @@ MAX_CLASSICAL_SERIES = 20  # one ARIMA search a series takes seconds: more only 
 
 
 def forecasts(
-    model: torch.nn.Module, inputs: torch.Tensor, preprocessing: dict[str, Any], level: float = 0.8
-):
-    """(point, lower, upper) in the targets' own units, each (S, H, n_targets); no bounds for point models."""
+    model: torch.nn.Module, inputs: torch.Tensor, preprocessing: dict[str, Any] | None, level: float = 0.8,
+    unscale=None,
+):  # fmt: skip
+    """(point, lower, upper) in the targets' own units, each (S, H, n_targets); no bounds for point models.
+
+    ``unscale(values)`` maps the model's scaled outputs back (by default the shared target scaler of
+    ``preprocessing``: windows scaled per series pass their own)."""
     device = next(model.parameters()).device
-    target_scaler = scaler_from_state(preprocessing["scalers"]["targets"])
+    if unscale is None:
+        target_scaler = scaler_from_state(preprocessing["scalers"]["targets"])
+        unscale = functools.partial(_unscale, target_scaler)
     if getattr(model.config, "distribution", "point") == "point":
         outputs = [model.predict(inputs.to(device)), None, None]
     else:
         outputs = list(model.predict_interval(inputs.to(device), level=level))
-    return [None if o is None else _unscale(target_scaler, o.cpu().numpy()) for o in outputs]
+    return [None if o is None else unscale(o.cpu().numpy()) for o in outputs]
 
 
 def _unscale(scaler, values: np.ndarray) -> np.ndarray:
@@ -58,7 +65,7 @@ def evaluate(
     done = combined_forecasts(prepared)
     point, lower, upper = combined(recurrent, lower, upper, list(done.values()))
     classical = classical_baselines(prepared, done)
-    actual = _unscale(scaler_from_state(pre["scalers"]["targets"]), windows.targets)  # (S, H, n_t)
+    actual = windows.table.unscale(windows.targets, windows.series)  # (S, H, n_t)
     results: dict[str, Any] = {
         "part": prepared.part, "windows": len(actual), "horizon": H, "season": pre["season"],
         "skipped": dict(classical["skipped"]), "combination": describe(combination),
@@ -238,9 +245,11 @@ def model_forecasts(
     rows = np.arange(len(windows)) if rows is None else np.asarray(rows)
     parts = []
     for start in range(0, max(len(rows), 1), batch_size):
-        inputs = torch.from_numpy(windows.inputs_of(rows[start : start + batch_size]))
-        point, lower, upper = forecasts(model, inputs, pre)
-        parts.append((point, lower, upper, _member_points(model, inputs, pre)))
+        chunk = rows[start : start + batch_size]
+        inputs = torch.from_numpy(windows.inputs_of(chunk))
+        unscale = functools.partial(windows.table.unscale, series=windows.series[chunk])
+        point, lower, upper = forecasts(model, inputs, pre, unscale=unscale)
+        parts.append((point, lower, upper, _member_points(model, inputs, unscale)))
     joined = [
         None if p[0] is None else np.concatenate(p, axis=int(i == 3))
         for i, p in enumerate(zip(*parts, strict=True))
@@ -248,13 +257,13 @@ def model_forecasts(
     return dict(zip(("point", "lower", "upper", "members"), joined, strict=True))  # members: (M, S, ...)
 
 
-def _member_points(model: torch.nn.Module, inputs: torch.Tensor, pre: dict[str, Any]) -> np.ndarray | None:
+def _member_points(model: torch.nn.Module, inputs: torch.Tensor, unscale) -> np.ndarray | None:
     """Each ensemble member's point forecasts (M, S, H, n_t) in the targets' units; None for one model."""
     if len(getattr(model, "members", ())) < 2:
         return None
     device = next(model.parameters()).device
-    scaled = model.member_forecasts(inputs.to(device)).cpu().numpy()
-    return _unscale(scaler_from_state(pre["scalers"]["targets"]), scaled)
+    scaled = model.member_forecasts(inputs.to(device)).cpu().numpy()  # (M, S, H, n_t)
+    return np.stack([unscale(member) for member in scaled])
 
 
 def _baseline(name: str, series: np.ndarray, origins: np.ndarray, bounds, horizon: int, season: int):

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnkit.data import scaler_from_state
-from rnnkit.data.series import Series, calendar_features, future_times, load_series
+from rnnkit.data.series import Series, SeriesScaling, calendar_features, future_times, load_series
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
@@ -54,9 +53,10 @@ def forecast_frame(
         if len(s.targets) < L:
             raise DataError(f"series {s.key!r} has {len(s.targets)} rows; the model reads the last {L}")
         times = None if s.times is None else future_times(s.times, H)
-        windows.append(_window(_scaled(s, scalers, -L), times, config.calendar, scalers[2], H))
+        windows.append(_window(_scaled(s, scalers, -L), times, config.calendar, scalers.shared[2], H))
         rows.append((s.key, times))
-    predicted = _combined(preprocessing, all_series, _predict(model, windows, preprocessing, level), H)
+    own = [scalers.of(s)[0] for s in all_series]  # each series' target scaler
+    predicted = _combined(preprocessing, all_series, _predict(model, windows, preprocessing, level, own), H)
     return _table(rows, predicted, horizon, config)
 
 
@@ -90,14 +90,15 @@ def _refuse_known(config: SeriesDataConfig) -> None:
         )
 
 
-def _scalers(preprocessing: dict[str, Any]) -> list:
-    return [scaler_from_state(preprocessing["scalers"][f]) for f in ("targets", "past", "known")]
+def _scalers(preprocessing: dict[str, Any]) -> SeriesScaling:
+    return SeriesScaling.from_state(preprocessing)
 
 
-def _scaled(s: Series, scalers: list, start: int = 0) -> np.ndarray:
-    """(N, D): the rows of ``s`` from ``start`` on, scaled, in the model's columns [targets, past, known]."""
+def _scaled(s: Series, scalers: SeriesScaling, start: int = 0) -> np.ndarray:
+    """(N, D): the rows of ``s`` from ``start`` on, scaled, in the model's columns [targets, past, known]
+    (by the series' own scalers where each has its own; a new series' are fitted on all its rows)."""
     parts = (s.targets[start:], s.past[start:], s.known[start:])
-    return np.concatenate([scaler.transform(x) for scaler, x in zip(scalers, parts, strict=True)], 1)
+    return np.concatenate([scaler.transform(x) for scaler, x in zip(scalers.of(s), parts, strict=True)], 1)
 
 
 def _window(observed: np.ndarray, times, calendar: list[str], known_scaler, H: int) -> np.ndarray:
@@ -109,10 +110,17 @@ def _window(observed: np.ndarray, times, calendar: list[str], known_scaler, H: i
     return np.concatenate([observed, np.concatenate([unknown, known_scaler.transform(known)], 1)], 0)
 
 
-def _predict(model: torch.nn.Module, windows: list[np.ndarray], preprocessing, level: float):
-    """(point, lower, upper) for the windows, each (S, H, n_targets) in the targets' units."""
+def _predict(model: torch.nn.Module, windows: list[np.ndarray], preprocessing, level: float, target_scalers):
+    """(point, lower, upper) for the windows, each (S, H, n_targets) in the targets' units: window i
+    mapped back by ``target_scalers[i]``."""
     inputs = torch.from_numpy(np.stack(windows).astype(np.float32))  # (S, L + H, D)
-    return forecasts(model, inputs, preprocessing, level)
+
+    def unscale(values: np.ndarray) -> np.ndarray:  # (S, H, n_targets)
+        return np.stack(
+            [scaler.inverse_transform(v) for scaler, v in zip(target_scalers, values, strict=True)]
+        )
+
+    return forecasts(model, inputs, preprocessing, level, unscale=unscale)
 
 
 def _table(rows: list[tuple], predicted, horizon: int, config: SeriesDataConfig) -> pd.DataFrame:
@@ -260,7 +268,7 @@ class ForecastSession:
             stamps = series.times if self.last_time is None else series.times.insert(0, self.last_time)
             self.spacings.update(np.diff(stamps.to_numpy()))
             self.last_time = series.times[-1]
-        self.key, self.rows_read = series.key, self.rows_read + len(series.targets)
+        self.key, self.rows_read, self.series = series.key, self.rows_read + len(series.targets), series
         if self.fed is not None:  # a combined forecaster's ARIMA runs over the whole history
             self.fed.append(frame)
         ready = self.rows_read >= self.lookback and (self.config.time_column is None or bool(self.spacings))
@@ -279,6 +287,11 @@ class ForecastSession:
             raise DataError(
                 f"this session follows series {self.key!r}; these rows are of series {found[0].key!r}: "
                 "open a session for each series"
+            )
+        if self.scalers.per_series and found[0].key not in self.scalers.own:
+            raise DataError(
+                f"series {found[0].key!r} was not in the training data and this model scales each series by "
+                "its own rows: a session follows a known series; forecast(rows) a new one from its history"
             )
         return found[0]
 
@@ -324,8 +337,8 @@ class ForecastSession:
             usual = pd.Timedelta(min(self.spacings, key=lambda step: (-self.spacings[step], step)))
             times = pd.DatetimeIndex([self.last_time + usual * k for k in range(1, self.steps_ahead + 1)])
         observed = np.concatenate([self.window, self.unsettled])[-self.lookback :]  # (lookback, D)
-        window = _window(observed, times, self.config.calendar, self.scalers[2], self.steps_ahead)
-        predicted = _predict(self.model, [window], self.pre, self.level)
+        window = _window(observed, times, self.config.calendar, self.scalers.shared[2], self.steps_ahead)
+        predicted = _predict(self.model, [window], self.pre, self.level, [self.scalers.of(self.series)[0]])
         if self.fed is not None:
             predicted = _combined(self.pre, [self._whole()], predicted, self.steps_ahead)
         return _table([(self.key, times)], predicted, self.horizon, self.config)
