@@ -220,3 +220,33 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path):
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
     assert read_log(cut) == read_log(tmp_path / "whole")
+
+
+def test_two_nodes_on_one_machine_train_as_one_process(runs):
+    """Two torchrun agents as two nodes (--nnodes 2, one process each, rendezvous over TCP on the
+    loopback): the run of one process with the same global batch."""
+    import socket
+
+    with socket.socket() as s:  # a free loopback port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = runs.root / "two_nodes"
+    agent = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+        "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=rnnkit-two-nodes",
+        "-m", "rnnkit", "train", str(runs.root / "ddp.yaml"), f"out_dir={out}",
+    ]  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            agent, cwd=runs.root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        stdout, stderr = node.communicate(timeout=180)
+        assert node.returncode == 0, f"a torchrun node failed:\n{stdout}\n{stderr}"
+    assert read_log(out)["step"] == STEPS
+    got = safetensors.torch.load_file(out / "bundle" / "model.safetensors")
+    expected = safetensors.torch.load_file(runs.one / "bundle" / "model.safetensors")
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
