@@ -257,6 +257,7 @@ def test_an_agent_trains_saves_and_acts_the_same_after_reload(tmp_path):
 
     agent_ = rnnkit.load(run / "bundle")
     assert {"act", "reset", "predict"} <= set(agent_.verbs)
+    assert agent_.evaluate()["policies"] == metrics["policies"]  # the same episodes, the same draws
     episode = [0, 2, 2, 2, 1, 2]
     twin = build_model(agent_.model.config)
     twin.load_state_dict(agent_.model.state_dict())

@@ -18,6 +18,7 @@ episodes against environment steps.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from dataclasses import dataclass
@@ -52,7 +53,11 @@ def play(agent, config: ExperienceConfig, episodes: int, policy: str = "sampled"
     returns, lengths = [math.nan] * episodes, [0] * episodes
     state = None if agent is None else agent.initial_state(episodes)
     running = torch.ones(episodes, dtype=torch.bool)
-    try:
+    with (
+        torch.random.fork_rng(devices=[]),
+        contextlib.closing(envs),
+    ):  # sampled actions repeat from call to call
+        torch.manual_seed(seed)
         for _ in range(max_steps):
             if agent is None:
                 actions = (torch.rand(episodes, len(sizes), generator=generator) * sizes).long()
@@ -70,8 +75,6 @@ def play(agent, config: ExperienceConfig, episodes: int, policy: str = "sampled"
                 return {"returns": returns, "lengths": lengths}
             if state is not None:  # a copy that ended starts again; its new episode is not counted
                 state = reset_rows(state, agent.initial_state(episodes), step.done.to(device))
-    finally:
-        envs.close()
     raise DataError(f"{config.env}: {int(running.sum())} episodes did not end within {max_steps} steps")
 
 
