@@ -45,6 +45,7 @@ class Columns:
     past: tuple[str, ...] = ()
     known: tuple[str, ...] = ()
     id: str | None = None
+    weight: str | None = None  # each row's sample weight: how often a window ending there is drawn
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Series:
     targets: np.ndarray  # (N, n_targets)
     past: np.ndarray  # (N, n_past)
     known: np.ndarray  # (N, n_known + calendar)
+    weights: np.ndarray | None = None  # (N,) sample weights, when the data has them
 
 
 def load_series(
@@ -67,7 +69,8 @@ def load_series(
 ) -> list[Series]:
     """Check and split a table into its series (one per id). Errors name the rows and the fix
     (``missing_option`` is where the caller sets the missing-value policy)."""
-    used = [c for c in (columns.time, columns.id) if c] + [*columns.targets, *columns.past, *columns.known]
+    used = [c for c in (columns.time, columns.id, columns.weight) if c]
+    used += [*columns.targets, *columns.past, *columns.known]
     require_columns(frame, used, source="the data")
     if calendar and columns.time is None:
         raise DataError("calendar features need data.time_column")
@@ -106,7 +109,21 @@ def _one_series(
     known = array[:, n_t + n_p :]
     if calendar:
         known = np.concatenate([known, calendar_features(times, calendar)], 1)
-    return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known)
+    weights = None if columns.weight is None else _weights(part[columns.weight], columns.weight, where)
+    return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known, weights)
+
+
+def _weights(column: pd.Series, name: str, where: str) -> np.ndarray:
+    """A sample-weight column as (N,) float64, refusing missing, negative and infinite values."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        raise DataError(
+            f"sample weights {name!r}{where} must be numbers >= 0; rows "
+            f"{(column.index[bad[:5]] + 1).tolist()} hold {column.iloc[bad[:3]].tolist()}: fix them, or "
+            "drop data.sample_weight"
+        )
+    return values
 
 
 def calendar_features(times: pd.DatetimeIndex, names) -> np.ndarray:
@@ -279,6 +296,7 @@ class Windows:
     horizon: int
     series: np.ndarray  # (S,) index into the list of series
     origin: np.ndarray  # (S,) row of the last observed step in its series
+    weights: np.ndarray | None = None  # (S,) each window's sample weight: its origin row's
 
     def __len__(self) -> int:
         return len(self.origin)
@@ -317,6 +335,11 @@ class WindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Each window's sample weight (the trainer draws windows in proportion), or None."""
+        return self.windows.weights
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         rows = np.array([index])
@@ -383,4 +406,7 @@ def make_windows(
             f"no window of lookback {lookback} + horizon {horizon} fits in this part of the data: "
             "shorten the windows, or give the part more rows"
         )
-    return Windows(table, lookback, horizon, np.concatenate(series).astype(np.int64), origin)
+    weights = None
+    if all(s.weights is not None for s in all_series):
+        weights = np.concatenate([all_series[i].weights[o] for i, o in enumerate(origins)])
+    return Windows(table, lookback, horizon, np.concatenate(series).astype(np.int64), origin, weights)

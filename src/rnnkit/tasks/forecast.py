@@ -79,6 +79,11 @@ class SeriesDataConfig(Config):
     scaler: Literal["none", "minmax", "standard", "robust"] = Field(
         "standard", description="fitted on the training part; none only for values already near [-1, 1]"
     )
+    sample_weight: str | None = Field(
+        None,
+        description="a column of weights >= 0: training draws each window in proportion to the weight "
+        "of its last observed row (e.g. a series' sales, or more for recent rows); none: all alike",
+    )
     scale: Literal["global", "per_series"] = Field(
         "global",
         description="per_series: each series' targets and past covariates scaled by its own training "
@@ -134,7 +139,12 @@ def read_frame(config: SeriesDataConfig) -> pd.DataFrame:
         raise DataError("no data: set data.path, data.dataset or data.synthetic (or pass a DataFrame)")
     if config.path is not None:  # only the columns used: numbers as float32, the id as a category
         columns = columns_of(config)
-        numbers = [*columns.targets, *columns.past, *columns.known]
+        numbers = [
+            *columns.targets,
+            *columns.past,
+            *columns.known,
+            *([columns.weight] if columns.weight else []),
+        ]
         used = [c for c in (columns.id, columns.time) if c] + numbers
         return read_table(config.path, used, floats=numbers, categories=[columns.id] if columns.id else [])
     if config.dataset == "seattle_weather":
@@ -166,6 +176,7 @@ def columns_of(config: SeriesDataConfig) -> Columns:
         tuple(config.past_covariates),
         tuple(config.known_covariates),
         config.id_column,
+        config.sample_weight,
     )
 
 
@@ -213,7 +224,8 @@ def prepare(
     source = "" if frame is None or isinstance(frame, pd.DataFrame) else f" {frame}"
     frame = read_frame(config) if frame is None else frame
     frame = frame if isinstance(frame, pd.DataFrame) else read_table(frame)
-    all_series = load_series(frame, columns_of(config), tuple(config.calendar), config.missing)
+    columns = columns_of(config) if not whole else replace(columns_of(config), weight=None)  # training's only
+    all_series = load_series(frame, columns, tuple(config.calendar), config.missing)
     ends = [len(s.targets) for s in all_series]
     bounds = [(0, 0)] * len(all_series) if whole else [_bounds(s, config) for s in all_series]
     preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def forecast_frame(
     horizon = _checked_horizon(horizon, H)
     _refuse_known(config)
     policy = config.missing if missing is None else missing
-    all_series = load_series(frame, columns_of(config), tuple(config.calendar), policy, MISSING_OPTION)
+    all_series = load_series(frame, _columns(config), tuple(config.calendar), policy, MISSING_OPTION)
     scalers = _scalers(preprocessing)
     rows, windows = [], []
     for s in all_series:
@@ -277,7 +278,7 @@ class ForecastSession:
     def _load(self, frame: pd.DataFrame) -> Series:
         """The rows as one checked, filled series: every check ``forecast`` makes, and that it is ours."""
         config = self.config
-        found = load_series(frame, columns_of(config), tuple(config.calendar), self.policy, MISSING_OPTION)
+        found = load_series(frame, _columns(config), tuple(config.calendar), self.policy, MISSING_OPTION)
         if len(found) > 1:
             raise DataError(
                 f"these rows hold {len(found)} series ({[s.key for s in found][:5]}); a session follows "
@@ -321,7 +322,7 @@ class ForecastSession:
         held = raw if self.held is None else pd.concat([self.held, raw], ignore_index=True)
         with warnings.catch_warnings():  # the new rows' own read warned already
             warnings.simplefilter("ignore")
-            (filled,) = load_series(held, columns_of(config), tuple(config.calendar), self.policy)
+            (filled,) = load_series(held, _columns(config), tuple(config.calendar), self.policy)
         values = held[[*config.targets, *config.past_covariates]].apply(pd.to_numeric, errors="coerce")
         complete = np.flatnonzero(values.notna().all(axis=1).to_numpy())  # rows without holes
         if not complete.size:  # no fill is final yet
@@ -348,10 +349,13 @@ class ForecastSession:
         config = self.config
         with warnings.catch_warnings():  # each feed's own read warned already
             warnings.simplefilter("ignore")
-            (whole,) = load_series(
-                pd.concat(self.fed), columns_of(config), tuple(config.calendar), self.policy
-            )
+            (whole,) = load_series(pd.concat(self.fed), _columns(config), tuple(config.calendar), self.policy)
         return whole
+
+
+def _columns(config: SeriesDataConfig):
+    """The columns a forecast reads: the training columns but the sample weights (training's only)."""
+    return replace(columns_of(config), weight=None)
 
 
 def _used_columns(config: SeriesDataConfig) -> list[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from rnnkit.data import Batch, Stream
 from rnnkit.data.sampling import bucket_order
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.train.options import TrainConfig
 
 Data = Dataset | Stream
@@ -25,15 +26,24 @@ def epoch_order(
     world_size: int = 1,
     lengths=None,
     batch_size: int | None = None,
+    weights=None,
 ) -> list[int]:
     """This process's example indices for ``epoch``: one seeded permutation, padded and dealt by rank.
 
     The permutation depends only on (seed, epoch), so N processes with batch b together see the
     batches one process with batch N*b sees, as torch's DistributedSampler does. Given ``lengths``
     and the (global) ``batch_size``, the permutation is regrouped so each batch holds examples of
-    similar length (:func:`rnnkit.data.bucket_order`), which wastes less time on padding.
+    similar length (:func:`rnnkit.data.bucket_order`), which wastes less time on padding. Given
+    ``weights`` (n,), the epoch is n draws with replacement, example i with probability
+    weights[i] / sum(weights), seeded alike (shuffled or not).
     """
-    if shuffle:
+    if weights is not None:
+        epoch_seed = seed * 1_000_003 + epoch
+        w = np.asarray(weights, dtype=np.float64)
+        if len(w) != n or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise DataError(f"sample weights must be {n} finite values >= 0, not all 0")
+        order = np.random.default_rng(epoch_seed).choice(n, size=n, p=w / w.sum()).tolist()
+    elif shuffle:
         epoch_seed = seed * 1_000_003 + epoch  # (seed, epoch) pairs never collide
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)).tolist()
         if lengths is not None and batch_size:

@@ -231,6 +231,7 @@ class Trainer:
             self.dist.world_size,
             lengths=getattr(train, "lengths", None) if self.config.bucket else None,
             batch_size=self.config.batch_size,
+            weights=getattr(train, "weights", None),
         )
         loader = DataLoader(
             train,
