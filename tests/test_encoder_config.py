@@ -67,7 +67,7 @@ SAVED = {
     },
 }  # fmt: skip
 ADDED = {
-    "forecaster": {"revin": False, "highway_window": 0},
+    "forecaster": {"revin": False, "highway_window": 0, "static_cardinalities": [], "static_embedding": 4},
     "classifier": {"input_size": None, "conv_channels": [], "conv_kernel": 5, "chunk_size": None},
 }
 

@@ -16,7 +16,7 @@ scalers are fitted on the training part's rows only.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,8 @@ class Columns:
     known: tuple[str, ...] = ()
     id: str | None = None
     weight: str | None = None  # each row's sample weight: how often a window ending there is drawn
+    static: tuple[str, ...] = ()  # numeric columns constant within a series: known covariates too
+    categorical: tuple[str, ...] = ()  # categorical columns constant within a series: embedded
 
 
 @dataclass
@@ -58,6 +60,8 @@ class Series:
     past: np.ndarray  # (N, n_past)
     known: np.ndarray  # (N, n_known + calendar)
     weights: np.ndarray | None = None  # (N,) sample weights, when the data has them
+    categories: tuple[str, ...] = ()  # the series' value of each static categorical column
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their codes (the task's)
 
 
 def load_series(
@@ -70,7 +74,7 @@ def load_series(
     """Check and split a table into its series (one per id). Errors name the rows and the fix
     (``missing_option`` is where the caller sets the missing-value policy)."""
     used = [c for c in (columns.time, columns.id, columns.weight) if c]
-    used += [*columns.targets, *columns.past, *columns.known]
+    used += [*columns.targets, *columns.past, *columns.known, *columns.static, *columns.categorical]
     require_columns(frame, used, source="the data")
     if calendar and columns.time is None:
         raise DataError("calendar features need data.time_column")
@@ -109,8 +113,29 @@ def _one_series(
     known = array[:, n_t + n_p :]
     if calendar:
         known = np.concatenate([known, calendar_features(times, calendar)], 1)
+    if columns.static:  # known on every row, the horizon's included
+        statics = [_constant(part[c], c, where, numeric=True) for c in columns.static]
+        known = np.concatenate([known, np.tile(np.asarray(statics, np.float32), (len(part), 1))], 1)
     weights = None if columns.weight is None else _weights(part[columns.weight], columns.weight, where)
-    return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known, weights)
+    categories = tuple(str(_constant(part[c], c, where)) for c in columns.categorical)
+    return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known, weights, categories)
+
+
+def _constant(column: pd.Series, name: str, where: str, numeric: bool = False):
+    """The one value a static column holds in a series; a DataError naming the rows where it changes."""
+    values = pd.to_numeric(column, errors="coerce") if numeric else column
+    if values.isna().any():
+        rows = (column.index[np.flatnonzero(values.isna().to_numpy())[:5]] + 1).tolist()
+        kind = "numeric " if numeric else ""
+        raise DataError(f"static {kind}column {name!r}{where} is missing or not a number on rows {rows}")
+    changed = np.flatnonzero((values != values.iloc[0]).to_numpy())
+    if changed.size:
+        raise DataError(
+            f"static column {name!r}{where} must hold one value per series: {values.iloc[0]!r} on its first "
+            f"row, {values.iloc[changed[0]]!r} on row {column.index[changed[0]] + 1}; make it a known or "
+            "past covariate if it changes"
+        )
+    return values.iloc[0]
 
 
 def _weights(column: pd.Series, name: str, where: str) -> np.ndarray:
@@ -268,7 +293,8 @@ def scaled_table(all_series: list[Series], scaling: SeriesScaling) -> SeriesTabl
     straight into one float32 array (no second copy of the table)."""
     first = all_series[0]
     n_targets, n_observed = first.targets.shape[1], first.targets.shape[1] + first.past.shape[1]
-    D = n_observed + first.known.shape[1]
+    n_codes = len(first.codes)  # static categoricals' codes: the last columns, never scaled
+    D = n_observed + first.known.shape[1] + n_codes
     offsets = np.concatenate([[0], np.cumsum([len(s.targets) for s in all_series])]).astype(np.int64)
     values = np.empty((int(offsets[-1]), D), np.float32)
     target_scalers = []
@@ -276,7 +302,8 @@ def scaled_table(all_series: list[Series], scaling: SeriesScaling) -> SeriesTabl
         targets, past, known = scaling.of(s)
         values[a:b, :n_targets] = targets.transform(s.targets)
         values[a:b, n_targets:n_observed] = past.transform(s.past)
-        values[a:b, n_observed:] = known.transform(s.known)
+        values[a:b, n_observed : D - n_codes] = known.transform(s.known)
+        values[a:b, D - n_codes :] = s.codes
         target_scalers.append(targets)
     return SeriesTable(values, offsets, n_targets, n_observed, target_scalers)
 

@@ -41,7 +41,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from rnnkit.checks import check_lengths
-from rnnkit.errors import ConfigError, ShapeError
+from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.forecast_heads import Bridge, Interval, RevIN, RolloutHead, output_distribution
 from rnnkit.models.registry import register_model
@@ -76,11 +76,22 @@ class ForecasterConfig(EncoderConfig):
     highway_window: int = Field(
         0, ge=0, description="add a linear autoregression on the last n observed targets (LSTNet); 0: none"
     )
+    static_cardinalities: list[int] = Field(
+        default_factory=list,
+        description="the categories of each static categorical covariate, whose codes (0: a category not "
+        "seen in training) are the last columns of every row; each is embedded",
+    )
+    static_embedding: int = Field(4, gt=0, description="the width of each static categorical's embedding")
 
     @property
     def num_features(self) -> int:
-        """D, the columns of every input row."""
-        return self.output_size + self.num_past + self.num_known
+        """D, the columns of every input row: O + num_past + num_known + one code per static categorical."""
+        return self.output_size + self.num_past + self.num_known + len(self.static_cardinalities)
+
+    @property
+    def known_width(self) -> int:
+        """C, the known columns the network reads: the known covariates, then the static embeddings."""
+        return self.num_known + len(self.static_cardinalities) * self.static_embedding
 
     @field_validator("quantiles")
     @classmethod
@@ -160,9 +171,13 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
         self.output = output_distribution(config.distribution, config.loss, config.quantiles)
-        O, C, P = config.output_size, config.num_known, self.output.num_params
+        O, C, P = config.output_size, config.known_width, self.output.num_params
         step_size = O + C  # a rollout step reads [previous target, known covariates]
-        self.encoder = config.encoder(step_size if config.strategy == "recursive" else config.num_features)
+        read = O + config.num_past + C  # a row as the network reads it, the static codes embedded
+        self.encoder = config.encoder(step_size if config.strategy == "recursive" else read)
+        self.static = nn.ModuleList(
+            nn.Embedding(n, config.static_embedding) for n in config.static_cardinalities
+        )
         if config.strategy == "direct":
             self.head = nn.Linear(self.encoder.output_size + config.horizon * C, config.horizon * O * P)
         else:
@@ -193,6 +208,7 @@ class Forecaster(nn.Module):
                 "'seq2seq' for padded windows"
             )
         lengths = check_lengths(lengths, B, self.config.lookback)
+        inputs = self._embedded(inputs)
         O, n = self.config.output_size, self.config.lookback
         if self.revin is not None:  # the model works on each window's own scale (the targets too)
             stats = self.revin.statistics(inputs[:, :n, :O], lengths)
@@ -252,7 +268,7 @@ class Forecaster(nn.Module):
         c, P = self.config, self.output.num_params
         encoded = self.encoder(inputs[:, : c.lookback], state, lengths)  # outputs (B, lookback, K*H)
         summary = self._last_step(encoded.outputs, lengths)  # (B, K*H)
-        if c.num_known:
+        if c.known_width:
             future = self._known(inputs[:, c.lookback :]).flatten(1)  # (B, horizon * C)
             summary = torch.cat([summary, future], -1)  # (B, K*H + horizon * C)
         raw = self.head(summary).view(-1, c.horizon, c.output_size, P)  # (B, horizon, O, P)
@@ -292,6 +308,24 @@ class Forecaster(nn.Module):
         known = self._known(inputs[:, n:])  # (B, horizon, C)
         start = encoded.state if self.bridge is None else self.bridge(encoded.state)  # fields (L, B, H)
         return self.head.rollout(self.decoder, start, last, known, truth), encoded.state
+
+    def _embedded(self, inputs: Tensor) -> Tensor:
+        """(B, T, D) with the static categoricals' codes last -> (B, T, O + num_past + C): each code
+        replaced by its embedding (the same on every row of a window)."""
+        if not self.static:
+            return inputs
+        k = len(self.static)
+        codes = inputs[..., -k:].round().long()  # (B, T, k)
+        bad = (codes < 0) | (
+            codes >= torch.tensor([e.num_embeddings for e in self.static], device=codes.device)
+        )
+        if bool(bad.any()):
+            raise DataError(
+                f"static category codes must lie in 0 .. cardinality - 1 {self.config.static_cardinalities}; "
+                "pass the columns as the forecast task codes them"
+            )
+        embedded = [table(codes[..., i]) for i, table in enumerate(self.static)]  # each (B, T, E)
+        return torch.cat([inputs[..., :-k], *embedded], -1)
 
     def _known(self, rows: Tensor) -> Tensor:
         """(B, n, D) -> the known covariates (B, n, C); width 0 when num_known is 0."""

@@ -79,6 +79,13 @@ class SeriesDataConfig(Config):
     scaler: Literal["none", "minmax", "standard", "robust"] = Field(
         "standard", description="fitted on the training part; none only for values already near [-1, 1]"
     )
+    static_covariates: list[str] = Field(
+        default_factory=list, description="numeric columns with one value per series (size, latitude ...)"
+    )
+    static_categoricals: list[str] = Field(
+        default_factory=list,
+        description="categorical columns with one value per series (region, type ...): embedded",
+    )
     sample_weight: str | None = Field(
         None,
         description="a column of weights >= 0: training draws each window in proportion to the weight "
@@ -139,13 +146,9 @@ def read_frame(config: SeriesDataConfig) -> pd.DataFrame:
         raise DataError("no data: set data.path, data.dataset or data.synthetic (or pass a DataFrame)")
     if config.path is not None:  # only the columns used: numbers as float32, the id as a category
         columns = columns_of(config)
-        numbers = [
-            *columns.targets,
-            *columns.past,
-            *columns.known,
-            *([columns.weight] if columns.weight else []),
-        ]
-        used = [c for c in (columns.id, columns.time) if c] + numbers
+        numbers = [*columns.targets, *columns.past, *columns.known, *columns.static]
+        numbers += [columns.weight] if columns.weight else []
+        used = [c for c in (columns.id, columns.time) if c] + numbers + list(columns.categorical)
         return read_table(config.path, used, floats=numbers, categories=[columns.id] if columns.id else [])
     if config.dataset == "seattle_weather":
         try:
@@ -177,6 +180,8 @@ def columns_of(config: SeriesDataConfig) -> Columns:
         tuple(config.known_covariates),
         config.id_column,
         config.sample_weight,
+        tuple(config.static_covariates),
+        tuple(config.static_categoricals),
     )
 
 
@@ -229,6 +234,7 @@ def prepare(
     ends = [len(s.targets) for s in all_series]
     bounds = [(0, 0)] * len(all_series) if whole else [_bounds(s, config) for s in all_series]
     preprocessing = preprocessing or _fit_preprocessing(config, all_series, bounds)
+    code_statics(all_series, preprocessing)
     table = scaled_table(all_series, SeriesScaling.from_state(preprocessing))  # every part reads this copy
 
     def cut(parts: list[tuple[int, int]], stride: int = 1):
@@ -289,6 +295,9 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
             for s, a in train
         }  # fmt: skip
     return {
+        "static_vocabulary": {  # each static categorical's categories in training; code 0: any other
+            c: sorted({s.categories[i] for s in all_series}) for i, c in enumerate(config.static_categoricals)
+        },
         "series_scalers": own,
         "combine": fit_combination(_combined_models(config), train, config.season),
         "columns": columns_of(config).__dict__,
@@ -300,6 +309,15 @@ def _fit_preprocessing(config: SeriesDataConfig, all_series: list[Series], bound
         "scalers": {k: v.state_dict() for k, v in scalers.items()},
         "mase_scale": mase,
     }
+
+
+def code_statics(all_series: list[Series], preprocessing: dict[str, Any]) -> None:
+    """Set each series' static categorical codes: 1 + the category's place in training's vocabulary,
+    0 for a category training never saw."""
+    vocabulary = preprocessing.get("static_vocabulary") or {}
+    lookup = [{v: i + 1 for i, v in enumerate(values)} for values in vocabulary.values()]
+    for s in all_series:
+        s.codes = np.array([v.get(c, 0) for v, c in zip(lookup, s.categories, strict=True)], np.int64)
 
 
 def _combined_models(config: SeriesDataConfig) -> list[str] | None:
@@ -386,6 +404,8 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
     data_config = SeriesDataConfig
     default_model = "forecaster"
     preprocessing_keys = ("columns", "lookback", "horizon", "season", "scalers")
+    fitted_keys: ClassVar = {"static_cardinalities": "the categories of data.static_categoricals"}
+    stand_ins: ClassVar = {"static_cardinalities": []}
     refits = True
 
     def prepare(self, config, preprocessing=None, path=None, batch_size=32) -> ForecastPrepared:
@@ -404,8 +424,13 @@ class ForecastTask(Task[SeriesDataConfig, ForecastPrepared]):
             "horizon": config.horizon,
             "output_size": len(config.targets),
             "num_past": len(config.past_covariates),
-            "num_known": len(config.known_covariates) + 2 * len(config.calendar),
+            "num_known": len(config.known_covariates)
+            + 2 * len(config.calendar)
+            + len(config.static_covariates),
         }
+        if prepared is not None:
+            vocabulary = prepared.preprocessing.get("static_vocabulary") or {}
+            fixed["static_cardinalities"] = [len(vocabulary[c]) + 1 for c in config.static_categoricals]
         return ModelKeys(fixed, suggested={"revin": True})
 
     def evaluate(self, model, prepared, predicted=None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from rnnkit.data.series import Series, SeriesScaling, calendar_features, future_
 from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
-from rnnkit.tasks.forecast import SeriesDataConfig, columns_of, forecasts
+from rnnkit.tasks.forecast import SeriesDataConfig, code_statics, columns_of, forecasts
 from rnnkit.tasks.forecast_combine import combined, end_forecasts
 
 MISSING_OPTION = "missing= (--missing)"  # where a user of a bundle sets the missing-value policy
@@ -48,13 +48,14 @@ def forecast_frame(
     _refuse_known(config)
     policy = config.missing if missing is None else missing
     all_series = load_series(frame, _columns(config), tuple(config.calendar), policy, MISSING_OPTION)
+    code_statics(all_series, preprocessing)
     scalers = _scalers(preprocessing)
     rows, windows = [], []
     for s in all_series:
         if len(s.targets) < L:
             raise DataError(f"series {s.key!r} has {len(s.targets)} rows; the model reads the last {L}")
         times = None if s.times is None else future_times(s.times, H)
-        windows.append(_window(_scaled(s, scalers, -L), times, config.calendar, scalers.shared[2], H))
+        windows.append(_window(_scaled(s, scalers, -L), s, times, config.calendar, scalers.shared[2], H))
         rows.append((s.key, times))
     own = [scalers.of(s)[0] for s in all_series]  # each series' target scaler
     predicted = _combined(preprocessing, all_series, _predict(model, windows, preprocessing, level, own), H)
@@ -99,16 +100,21 @@ def _scaled(s: Series, scalers: SeriesScaling, start: int = 0) -> np.ndarray:
     """(N, D): the rows of ``s`` from ``start`` on, scaled, in the model's columns [targets, past, known]
     (by the series' own scalers where each has its own; a new series' are fitted on all its rows)."""
     parts = (s.targets[start:], s.past[start:], s.known[start:])
-    return np.concatenate([scaler.transform(x) for scaler, x in zip(scalers.of(s), parts, strict=True)], 1)
+    scaled = [scaler.transform(x) for scaler, x in zip(scalers.of(s), parts, strict=True)]
+    codes = np.tile(s.codes.astype(np.float32), (len(scaled[0]), 1))  # static categoricals: never scaled
+    return np.concatenate([*scaled, codes], 1)
 
 
-def _window(observed: np.ndarray, times, calendar: list[str], known_scaler, H: int) -> np.ndarray:
+def _window(observed: np.ndarray, s: Series, times, calendar: list[str], known_scaler, H: int) -> np.ndarray:
     """(L + H, D): the ``observed`` rows (L, D), then H rows of zeros but for the calendar features
-    of the future ``times`` (the only known covariates a forecast past the data can have)."""
-    n_known = 2 * len(calendar)
-    known = calendar_features(times, calendar) if calendar else np.zeros((H, n_known), np.float32)
-    unknown = np.zeros((H, observed.shape[1] - n_known), np.float32)
-    return np.concatenate([observed, np.concatenate([unknown, known_scaler.transform(known)], 1)], 0)
+    of the future ``times`` and series ``s``'s static covariates (the only known covariates a
+    forecast past the data can have)."""
+    n_calendar, n_known = 2 * len(calendar), s.known.shape[1]
+    known = calendar_features(times, calendar) if calendar else np.zeros((H, n_calendar), np.float32)
+    known = np.concatenate([known, np.tile(s.known[-1:, n_calendar:], (H, 1))], 1)  # + the statics
+    unknown = np.zeros((H, observed.shape[1] - n_known - len(s.codes)), np.float32)
+    codes = np.tile(s.codes.astype(np.float32), (H, 1))
+    return np.concatenate([observed, np.concatenate([unknown, known_scaler.transform(known), codes], 1)], 0)
 
 
 def _predict(model: torch.nn.Module, windows: list[np.ndarray], preprocessing, level: float, target_scalers):
@@ -279,6 +285,7 @@ class ForecastSession:
         """The rows as one checked, filled series: every check ``forecast`` makes, and that it is ours."""
         config = self.config
         found = load_series(frame, _columns(config), tuple(config.calendar), self.policy, MISSING_OPTION)
+        code_statics(found, self.pre)
         if len(found) > 1:
             raise DataError(
                 f"these rows hold {len(found)} series ({[s.key for s in found][:5]}); a session follows "
@@ -323,6 +330,7 @@ class ForecastSession:
         with warnings.catch_warnings():  # the new rows' own read warned already
             warnings.simplefilter("ignore")
             (filled,) = load_series(held, _columns(config), tuple(config.calendar), self.policy)
+            code_statics([filled], self.pre)
         values = held[[*config.targets, *config.past_covariates]].apply(pd.to_numeric, errors="coerce")
         complete = np.flatnonzero(values.notna().all(axis=1).to_numpy())  # rows without holes
         if not complete.size:  # no fill is final yet
@@ -338,7 +346,9 @@ class ForecastSession:
             usual = pd.Timedelta(min(self.spacings, key=lambda step: (-self.spacings[step], step)))
             times = pd.DatetimeIndex([self.last_time + usual * k for k in range(1, self.steps_ahead + 1)])
         observed = np.concatenate([self.window, self.unsettled])[-self.lookback :]  # (lookback, D)
-        window = _window(observed, times, self.config.calendar, self.scalers.shared[2], self.steps_ahead)
+        window = _window(
+            observed, self.series, times, self.config.calendar, self.scalers.shared[2], self.steps_ahead
+        )
         predicted = _predict(self.model, [window], self.pre, self.level, [self.scalers.of(self.series)[0]])
         if self.fed is not None:
             predicted = _combined(self.pre, [self._whole()], predicted, self.steps_ahead)
@@ -360,7 +370,8 @@ def _columns(config: SeriesDataConfig):
 
 def _used_columns(config: SeriesDataConfig) -> list[str]:
     keys = [c for c in (config.time_column, config.id_column) if c]
-    return [*keys, *config.targets, *config.past_covariates, *config.known_covariates]
+    statics = [*config.static_covariates, *config.static_categoricals]
+    return [*keys, *config.targets, *config.past_covariates, *config.known_covariates, *statics]
 
 
 def _rows_frame(rows: Any) -> pd.DataFrame:
