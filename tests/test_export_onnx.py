@@ -39,6 +39,13 @@ MODELS = {
         "quantiles": [0.1, 0.5, 0.9],
     },
     "ensemble": {"name": "forecast_ensemble", "lookback": 4, "horizon": 1, "members": 2, "cell": "rnn"},
+    "forecaster-static-categories": {
+        "name": "forecaster",
+        "lookback": 4,
+        "horizon": 2,
+        "num_known": 1,
+        "static_cardinalities": [3, 5],
+    },
     "classifier-lstm-bi-attention": {
         "name": "classifier",
         "vocab_size": 9,

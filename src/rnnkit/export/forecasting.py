@@ -20,7 +20,11 @@ def forecaster(model: nn.Module) -> list[Graph]:
     ensemble = c.name == "forecast_ensemble"
     output = (model.members[0] if ensemble else model).output
     takes_lengths = c.strategy != "recursive"
-    inputs = [Port("inputs", ("B", rows, D), "float32", "lookback rows, then horizon rows (module docs)")]
+    cards = getattr(c, "static_cardinalities", [])
+    what = "lookback rows, then horizon rows (module docs)"
+    if cards:
+        what += f"; the last {len(cards)} columns: static category codes, 0 .. {[n - 1 for n in cards]}"
+    inputs = [Port("inputs", ("B", rows, D), "float32", what)]
     if takes_lengths:
         inputs.append(
             Port("lengths", ("B",), "int64", f"observed rows per window, 1 <= length <= {c.lookback}")
@@ -47,6 +51,8 @@ def forecaster(model: nn.Module) -> list[Graph]:
 
     def example(m, B, T, gen):
         x = torch.randn(B, rows, D, generator=gen)
+        for i, n in enumerate(cards):  # valid codes, the same on every row of a window
+            x[..., D - len(cards) + i] = torch.randint(0, n, (B, 1), generator=gen).float()
         return (x, example_lengths(B, c.lookback, gen)) if takes_lengths else (x,)
 
     return [Graph("model", tuple(inputs), outputs, run, example)]
