@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnkit.data.series import WindowDataset
+from rnnkit.data.windows import WindowDataset
 from rnnkit.errors import DataError
 from rnnkit.models import build_model
 from rnnkit.tasks import forecast

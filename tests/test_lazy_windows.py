@@ -13,15 +13,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnnkit.data.scalers import make_scaler
-from rnnkit.data.series import (
-    Columns,
-    SeriesScaling,
-    WindowDataset,
-    collate_windows,
-    load_series,
-    make_windows,
-    scaled_table,
-)
+from rnnkit.data.series import Columns, load_series
+from rnnkit.data.windows import SeriesScaling, WindowDataset, collate_windows, make_windows, scaled_table
 from rnnkit.models import build_model
 from rnnkit.tasks import forecast
 from rnnkit.train.options import TrainConfig

@@ -13,14 +13,8 @@ import pandas as pd
 import pytest
 
 from rnnkit.data.scalers import Scaler
-from rnnkit.data.series import (
-    Columns,
-    calendar_features,
-    future_times,
-    load_series,
-    make_windows,
-    split_points,
-)
+from rnnkit.data.series import Columns, calendar_features, future_times, load_series, split_points
+from rnnkit.data.windows import make_windows
 from rnnkit.errors import DataError
 from rnnkit.tasks import forecast
 

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from rnnkit.config import Config
-from rnnkit.data.series import collate_windows, make_windows
+from rnnkit.data.windows import collate_windows, make_windows
 from rnnkit.tasks.forecast import windows_dataset
 from rnnkit.tasks.forecast_eval import model_forecasts
 from rnnkit.train.distributed import Dist

@@ -24,19 +24,16 @@ from pydantic import Field, field_validator, model_validator
 from rnnkit.config import Config
 from rnnkit.data import make_scaler, noisy_sine, seasonal_temperature
 from rnnkit.data.scalers import LogScaler
-from rnnkit.data.series import (
-    Columns,
-    Series,
+from rnnkit.data.series import Columns, Series, load_series, split_points
+from rnnkit.data.tables import read_table
+from rnnkit.data.windows import (
     SeriesScaling,
     WindowDataset,
     Windows,
     collate_windows,
-    load_series,
     make_windows,
     scaled_table,
-    split_points,
 )
-from rnnkit.data.tables import read_table
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.metrics import seasonal_scale
 from rnnkit.tasks import ModelKeys, Predictor, Prepared, Task, register_task

@@ -20,7 +20,7 @@ from rnnkit.metrics import BASELINES, baseline, baselines_of_many, forecast_metr
 from rnnkit.tasks.forecast_combine import combined, describe, window_forecasts
 
 if TYPE_CHECKING:
-    from rnnkit.data.series import Windows
+    from rnnkit.data.windows import Windows
     from rnnkit.tasks.forecast import ForecastPrepared
 
 MAX_CLASSICAL_SERIES = 20  # one ARIMA search a series takes seconds: more only when asked for

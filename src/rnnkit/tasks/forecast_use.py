@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnkit.data.series import Series, SeriesScaling, calendar_features, future_times, load_series
+from rnnkit.data.series import Series, calendar_features, future_times, load_series
 from rnnkit.data.tables import read_table
+from rnnkit.data.windows import SeriesScaling
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.tasks import Predictor
 from rnnkit.tasks.forecast import SeriesDataConfig, code_statics, columns_of, forecasts
