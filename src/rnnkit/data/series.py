@@ -76,41 +76,68 @@ def load_series(
     unknown = sorted(set(calendar) - set(CALENDAR))
     if unknown:
         raise DataError(f"unknown calendar features {unknown}; expected some of {sorted(CALENDAR)}")
-    frame = frame.reset_index(drop=True)
-    if columns.time:
-        frame[columns.time] = _parse_times(frame[columns.time], columns.time)
-    groups = frame.groupby(columns.id, sort=False) if columns.id else [("series", frame)]
-    return [_one_series(str(key), part, columns, calendar, missing, missing_option) for key, part in groups]
+    if missing not in FILLS:
+        raise DataError(f"unknown missing-value policy {missing!r}; expected one of {list(FILLS)}")
+    # one pass over the whole table, then each series' rows by position: no DataFrame per series
+    times = _parse_times(frame[columns.time], columns.time) if columns.time else None  # (R,) datetime64
+    names = [*columns.targets, *columns.past, *columns.known]
+    block = frame[names]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
+        block = block.apply(pd.to_numeric, errors="coerce")  # text cells become holes, named below
+    values = block.to_numpy(np.float32)  # (R, targets + past + known)
+    if columns.id is None:
+        groups = {"series": np.arange(len(frame))}
+    else:
+        groups = frame.groupby(columns.id, sort=False, observed=True).indices  # key -> row positions
+    table = _Rows(frame, values, names, times)
+    return [_one_series(str(key), table, rows, columns, calendar, missing, missing_option)
+            for key, rows in groups.items()]  # fmt: skip
 
 
-def _parse_times(values: pd.Series, name: str) -> pd.Series:
-    times = pd.to_datetime(values, errors="coerce")
+@dataclass
+class _Rows:
+    """The whole table, read once: its frame (for the rarely used columns), the numeric columns as
+    float32 and the parsed times; a series is a set of row positions into it."""
+
+    frame: pd.DataFrame
+    values: np.ndarray  # (R, n) float32
+    names: list[str]
+    times: np.ndarray | None  # (R,) datetime64
+
+
+def _parse_times(values: pd.Series, name: str) -> np.ndarray:
+    times = (
+        values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values, errors="coerce")
+    )
     bad = np.flatnonzero(times.isna().to_numpy())
     if bad.size:
         raise DataError(
             f"time column {name!r} has values that are not dates on rows {(bad[:5] + 1).tolist()}"
         )
-    return times
+    return times.to_numpy()
 
 
 def _one_series(
-    key: str, part: pd.DataFrame, columns: Columns, calendar, missing: str, option: str
+    key: str, table: _Rows, rows: np.ndarray, columns: Columns, calendar, missing: str, option: str
 ) -> Series:
     where = "" if columns.id is None else f" of series {key!r}"
+    index = pd.RangeIndex(len(table.frame))[rows]  # the rows' positions in the table, for messages
     times = None
     if columns.time:
-        times = pd.DatetimeIndex(part[columns.time])
-        _check_times(times, part.index, where)
-    values = part[[*columns.targets, *columns.past, *columns.known]].apply(pd.to_numeric, errors="coerce")
-    values = _fill(values, missing, where, option)
+        times = pd.DatetimeIndex(table.times[rows])
+        _check_times(times, index, where)
+    array = table.values[rows]  # (N, n) float32, a copy
+    if np.isnan(array).any():  # holes: filled (or refused) by the policy
+        filled = _fill(pd.DataFrame(array, index=index, columns=table.names), missing, where, option)
+        array = filled.to_numpy(np.float32)
     n_t, n_p = len(columns.targets), len(columns.past)
-    array = values.to_numpy(np.float32)
+    part = table.frame.iloc[rows] if (columns.static or columns.categorical or columns.weight) else None
     known = array[:, n_t + n_p :]
     if calendar:
         known = np.concatenate([known, calendar_features(times, calendar)], 1)
     if columns.static:  # known on every row, the horizon's included
         statics = [_constant(part[c], c, where, numeric=True) for c in columns.static]
-        known = np.concatenate([known, np.tile(np.asarray(statics, np.float32), (len(part), 1))], 1)
+        known = np.concatenate([known, np.tile(np.asarray(statics, np.float32), (len(rows), 1))], 1)
     weights = None if columns.weight is None else _weights(part[columns.weight], columns.weight, where)
     categories = tuple(str(_constant(part[c], c, where)) for c in columns.categorical)
     return Series(key, times, array[:, :n_t], array[:, n_t : n_t + n_p], known, weights, categories)
