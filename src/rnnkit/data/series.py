@@ -86,12 +86,16 @@ def load_series(
         block = block.apply(pd.to_numeric, errors="coerce")  # text cells become holes, named below
     values = block.to_numpy(np.float32)  # (R, targets + past + known)
     if columns.id is None:
-        groups = {"series": np.arange(len(frame))}
-    else:
-        groups = frame.groupby(columns.id, sort=False, observed=True).indices  # key -> row positions
-    table = _Rows(frame, values, names, times)
-    return [_one_series(str(key), table, rows, columns, calendar, missing, missing_option)
-            for key, rows in groups.items()]  # fmt: skip
+        keys, order, starts = ["series"], np.arange(len(frame)), np.array([0, len(frame)])
+    else:  # the rows sorted by series (stable: time order kept), each series one slice of them
+        codes, keys = pd.factorize(frame[columns.id], sort=False)  # keys in order of first appearance
+        kept = codes >= 0  # a row without an id belongs to no series
+        order = np.flatnonzero(kept)[np.argsort(codes[kept], kind="stable")]
+        starts = np.searchsorted(codes[order], np.arange(len(keys) + 1))
+    # one sorted copy: every series' values and times are views into it, not arrays of their own
+    table = _Rows(frame, values[order], names, None if times is None else times[order], order)
+    return [_one_series(str(key), table, slice(a, b), columns, calendar, missing, missing_option)
+            for key, a, b in zip(keys, starts[:-1], starts[1:], strict=True)]  # fmt: skip
 
 
 @dataclass
@@ -100,9 +104,10 @@ class _Rows:
     float32 and the parsed times; a series is a set of row positions into it."""
 
     frame: pd.DataFrame
-    values: np.ndarray  # (R, n) float32
+    values: np.ndarray  # (R, n) float32, the rows sorted by series
     names: list[str]
-    times: np.ndarray | None  # (R,) datetime64
+    times: np.ndarray | None  # (R,) datetime64, sorted alike
+    order: np.ndarray  # (R,) each sorted row's position in the frame
 
 
 def _parse_times(values: pd.Series, name: str) -> np.ndarray:
@@ -118,15 +123,16 @@ def _parse_times(values: pd.Series, name: str) -> np.ndarray:
 
 
 def _one_series(
-    key: str, table: _Rows, rows: np.ndarray, columns: Columns, calendar, missing: str, option: str
+    key: str, table: _Rows, part: slice, columns: Columns, calendar, missing: str, option: str
 ) -> Series:
     where = "" if columns.id is None else f" of series {key!r}"
-    index = pd.RangeIndex(len(table.frame))[rows]  # the rows' positions in the table, for messages
+    rows = table.order[part]  # the series' row positions in the frame
+    index = pd.Index(rows)  # for messages: row numbers are positions + 1
     times = None
     if columns.time:
-        times = pd.DatetimeIndex(table.times[rows])
+        times = pd.DatetimeIndex(table.times[part])
         _check_times(times, index, where)
-    array = table.values[rows]  # (N, n) float32, a copy
+    array = table.values[part]  # (N, n) float32, a view
     if np.isnan(array).any():  # holes: filled (or refused) by the policy
         filled = _fill(pd.DataFrame(array, index=index, columns=table.names), missing, where, option)
         array = filled.to_numpy(np.float32)
