@@ -174,44 +174,6 @@ def test_initial_state_is_constant_memory_and_zeros_elsewhere():
     assert all((f == 0).all() for name, f in zip(DNCState._fields, state, strict=True) if name != "memory")
 
 
-def test_padded_batch_equals_each_sequence_alone():
-    layer = Recurrent(tiny_cell())
-    x, lengths = torch.randn(3, 5, D, dtype=torch.float64), [5, 2, 4]
-    out, state = layer(x, lengths=lengths)
-    for i, L in enumerate(lengths):
-        alone, alone_state = layer(x[i : i + 1, :L])
-        torch.testing.assert_close(out[i : i + 1, :L], alone)
-        assert (out[i, L:] == 0).all()
-        for field, alone_field in zip(state, alone_state, strict=True):
-            torch.testing.assert_close(field[:, i : i + 1], alone_field)
-
-
-def test_chunked_sequence_with_the_state_carried_equals_the_whole():
-    """The first chunk through Recurrent, the second stepped through the cell from the state it returned."""
-    cell = tiny_cell()
-    layer = Recurrent(cell)
-    x = torch.randn(2, 6, D, dtype=torch.float64)
-    whole, whole_state = layer(x)
-    first, state = layer(x[:, :4])
-    state = DNCState(*(f[0] for f in state))  # (1, B, width) -> (B, width)
-    second = []
-    for x_t in x[:, 4:].unbind(1):
-        y, state = cell(x_t, state)
-        second.append(y)
-    torch.testing.assert_close(torch.cat([first, torch.stack(second, 1)], 1), whole)
-    for field, whole_field in zip(state, whole_state, strict=True):
-        torch.testing.assert_close(field, whole_field[0])
-
-
-def test_state_carried_between_recurrent_calls_equals_the_whole():
-    layer = Recurrent(tiny_cell())
-    x = torch.randn(2, 6, D, dtype=torch.float64)
-    whole, _ = layer(x)
-    first, state = layer(x[:, :4])
-    second, _ = layer(x[:, 4:], state)
-    torch.testing.assert_close(torch.cat([first, second], 1), whole)
-
-
 def test_bad_sizes_and_states_are_refused_with_the_fix():
     with pytest.raises(ConfigError, match="read_heads must be a positive int, got 0"):
         DNCCell(D, H, read_heads=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from rnnkit.cells import NTMCell, NTMState
+from rnnkit.cells import NTMCell
 from rnnkit.errors import ConfigError, DTypeError, ShapeError
 from rnnkit.functional import (
     address,
@@ -159,44 +159,6 @@ def test_initial_state_is_constant_memory_and_weightings_on_row_0():
     torch.testing.assert_close(state.write_weights, t([[1.0, 0.0, 0.0]] * 2))
     reads = read_memory(state.memory.view(2, N, M), state.read_weights.view(2, 2, N))  # (2, 2, M)
     torch.testing.assert_close(state.reads, reads.flatten(1))
-
-
-def test_padded_batch_equals_each_sequence_alone():
-    layer = Recurrent(tiny_cell())
-    x, lengths = torch.randn(3, 5, D, dtype=torch.float64), [5, 2, 4]
-    out, state = layer(x, lengths=lengths)
-    for i, L in enumerate(lengths):
-        alone, alone_state = layer(x[i : i + 1, :L])
-        torch.testing.assert_close(out[i : i + 1, :L], alone)
-        assert (out[i, L:] == 0).all()
-        for field, alone_field in zip(state, alone_state, strict=True):
-            torch.testing.assert_close(field[:, i : i + 1], alone_field)
-
-
-def test_chunked_sequence_with_the_state_carried_equals_the_whole():
-    """The first chunk through Recurrent, the second stepped through the cell from the state it returned."""
-    cell = tiny_cell()
-    layer = Recurrent(cell)
-    x = torch.randn(2, 6, D, dtype=torch.float64)
-    whole, whole_state = layer(x)
-    first, state = layer(x[:, :4])
-    state = NTMState(*(f[0] for f in state))  # (1, B, width) -> (B, width)
-    second = []
-    for x_t in x[:, 4:].unbind(1):
-        y, state = cell(x_t, state)
-        second.append(y)
-    torch.testing.assert_close(torch.cat([first, torch.stack(second, 1)], 1), whole)
-    for field, whole_field in zip(state, whole_state, strict=True):
-        torch.testing.assert_close(field, whole_field[0])
-
-
-def test_state_carried_between_recurrent_calls_equals_the_whole():
-    layer = Recurrent(tiny_cell())
-    x = torch.randn(2, 6, D, dtype=torch.float64)
-    whole, _ = layer(x)
-    first, state = layer(x[:, :4])
-    second, _ = layer(x[:, 4:], state)
-    torch.testing.assert_close(torch.cat([first, second], 1), whole)
 
 
 def test_runs_stacked_and_bidirectional_with_padding():
