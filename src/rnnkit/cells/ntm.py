@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import LSTMState
 from rnnkit.cells.lstm import LSTMCell
-from rnnkit.checks import check_input
-from rnnkit.errors import ConfigError, DTypeError, ShapeError, warn_user
+from rnnkit.checks import check_input, check_state
+from rnnkit.errors import ConfigError, warn_user
 from rnnkit.functional.memory import address, read_memory, write_memory
 
 CLIP = 20.0  # head parameters are clamped to [-CLIP, CLIP], as Collier & Beel's 2018 implementation does
@@ -181,16 +181,7 @@ class NTMCell(nn.Module):
         return self.recurrence(self.input_projection(x), state)
 
     def _check_state(self, state, batch_size: int, dtype: torch.dtype) -> NTMState:
-        if not isinstance(state, (tuple, list)) or len(state) != len(NTMState._fields):
-            got = f"{len(state)} tensors" if isinstance(state, (tuple, list)) else type(state).__name__
-            raise ShapeError(f"state must be NTMState{NTMState._fields} (one tensor per field), got {got}")
-        for name, t, width in zip(NTMState._fields, state, self.state_widths, strict=True):
-            if not isinstance(t, Tensor) or tuple(t.shape) != (batch_size, width):
-                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                raise ShapeError(f"state.{name} must have shape {(batch_size, width)}, got {got}")
-            if t.dtype != dtype:
-                raise DTypeError(f"state.{name} dtype {t.dtype} does not match the weights' dtype {dtype}")
-        return NTMState(*state)
+        return check_state(state, NTMState, (batch_size, self.hidden_size), dtype, self.state_widths)
 
     def extra_repr(self) -> str:
         return (

@@ -15,7 +15,7 @@ Episodes restart at once, as in gymnasium's vector environments with same-step a
 that ends one returns the next episode's first observation, and the last one as ``final``, so a
 truncated episode (a time limit, not a terminal state) can still be valued from where it stopped.
 Env ``i`` is seeded ``seed * 10_007 + i`` once; later episodes draw from its own generator, so a run
-is repeatable and the pool pickles (a checkpoint keeps it mid-episode).
+is repeatable. (A checkpoint does not keep the pool: a resumed run starts new episodes.)
 """
 
 from __future__ import annotations
